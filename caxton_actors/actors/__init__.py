@@ -1,0 +1,1 @@
+"""The node's actors: thin shells that own one concern each and talk in messages."""

@@ -1,0 +1,50 @@
+"""HTTP facade actor: serves the Falcon app with gevent's WSGI server.
+
+Each request runs in its own greenlet on the node's hub and asks the other
+actors for what it needs. Stopping the actor stops accepting, then waits up to
+the drain timeout for the requests in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import falcon
+from gevent.pywsgi import WSGIServer
+
+from caxton_actors.config import Address
+from caxton_actors.runtime.actor import GeventActor
+
+log = logging.getLogger(__name__)
+
+
+class _NoDelayServer(WSGIServer):
+    """pywsgi writes headers and body in two sends; with Nagle on, a keep-alive
+    client waits for a delayed ACK between them (about 40 ms a request)."""
+
+    def handle(self, sock: socket.socket, address: Any) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)
+
+
+class HttpActor(GeventActor):
+    """Binds when built, so a port in use fails start-up with a clear error."""
+
+    def __init__(self, app: falcon.App, bind: Address, drain_timeout: float) -> None:
+        super().__init__()
+        self._drain_timeout = drain_timeout
+        self._server = _NoDelayServer((bind.host, bind.port), app, log=None, error_log=log)
+        try:
+            self._server.init_socket()
+        except OSError as exc:
+            raise OSError(f"cannot listen on {bind} (http.bind_address): {exc.strerror}") from exc
+        self.address = Address(bind.host, self._server.server_port)
+
+    def on_start(self) -> None:
+        self._server.start()
+        log.info("HTTP API listening on http://%s", self.address)
+
+    def on_stop(self) -> None:
+        self._server.stop(timeout=self._drain_timeout)

@@ -1,0 +1,332 @@
+"""The node's one frozen configuration tree: defaults < YAML file < CAXTON_* variables < flags.
+
+Every value is checked here, before anything starts, so that a bad one stops the daemon with
+one line naming where it came from (file key, variable or flag) rather than failing later in
+an actor. Nothing here opens a socket, resolves a name or creates a file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias, TypeVar
+
+import yaml
+
+ENV_PREFIX = "CAXTON_"
+ROOT_KEY = "caxton_config"
+HTTP_PORT = 8080
+GOSSIP_PORT = 7946
+STATSD_PORT = 8125
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_T = TypeVar("_T")
+# Dotted path under caxton_config: -> (value, the file key, variable or flag that gave it).
+_Raw: TypeAlias = dict[str, tuple[object, str]]
+
+
+class ConfigError(Exception):
+    """An invalid configuration value; str() is one line naming key and value."""
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        super().__init__(key, value, reason)
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value!r}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A host and port, kept unresolved so that a name is looked up only when it is used."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class GossipConfig:
+    """Cluster membership; off by default so a single node needs no configuration."""
+
+    enabled: bool = False
+    bind_address: Address = Address("0.0.0.0", GOSSIP_PORT)
+    seed_nodes: tuple[Address, ...] = ()
+    gossip_interval: float = 1.0  # seconds
+    failure_detection_timeout: float = 60.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class StatsdConfig:
+    """Where metrics go; no address means metrics cost nothing."""
+
+    address: Address | None = None  # None: metrics off
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a node needs to start, checked and immutable once loaded."""
+
+    node_name: str
+    embedded_only: bool = True
+    sqlite_path: Path = Path("caxton_local.db")
+    http_bind: Address = Address("127.0.0.1", HTTP_PORT)
+    gossip: GossipConfig = GossipConfig()
+    statsd: StatsdConfig = StatsdConfig()
+    reap_interval: float = 1.0  # seconds between sweeps of expired correlations
+    drain_timeout: float = 5.0  # seconds shutdown waits for HTTP requests in flight
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting's name in every source, kept in one place so the CLI and loader agree."""
+
+    path: str  # dotted key under caxton_config:
+    env: str | None
+    flag: str | None
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("node_name", "CAXTON_NODE_NAME", "--node-name", "node name (default: host name)"),
+    Setting("embedded_only", None, None, "keep all state in the local SQLite file"),
+    Setting("sqlite_path", "CAXTON_SQLITE_PATH", "--sqlite-path", "SQLite database file"),
+    Setting("http.bind_address", "CAXTON_HTTP_BIND", "--http-bind", "HTTP API host:port"),
+    Setting("statsd.address", "CAXTON_STATSD", "--statsd", "statsd host:port (unset: no metrics)"),
+    Setting("statsd.prefix", "CAXTON_STATSD_PREFIX", "--statsd-prefix", "metric name prefix"),
+    Setting("reap_interval", None, None, "time between sweeps of expired correlations"),
+    Setting("drain_timeout", None, None, "time shutdown waits for HTTP requests in flight"),
+    Setting("log_level", "CAXTON_LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR"),
+    Setting("gossip.enabled", "CAXTON_GOSSIP_ENABLED", "--gossip-enabled", "true or false"),
+    Setting("gossip.bind_address", "CAXTON_GOSSIP_BIND", "--gossip-bind", "gossip host:port"),
+    Setting("gossip.seed_nodes", "CAXTON_GOSSIP_SEEDS", "--gossip-seeds", "host:port,host:port"),
+    Setting("gossip.gossip_interval", None, None, "time between gossip rounds"),
+    Setting("gossip.failure_detection_timeout", None, None, "silence before a peer is dead"),
+)
+_PATHS = {s.path for s in SETTINGS}
+_SECTIONS = {s.path.partition(".")[0] for s in SETTINGS if "." in s.path}
+
+_ADDRESS = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]*))(?::(?P<port>[^:]*))?")
+_HOST = re.compile(r"[A-Za-z0-9_.-]+")
+_PORT = re.compile(r"[0-9]{1,5}")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
+_UNIT_SECONDS: dict[str | None, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_address(text: str, key: str, *, default_port: int | None = None) -> Address:
+    """Split ``host:port`` or ``[v6]:port`` without DNS: names are resolved at join time."""
+    match = _ADDRESS.fullmatch(text)
+    if match is None:
+        raise ConfigError(key, text, "expected host:port or [IPv6]:port")
+    host = match["v6"]
+    if host is None:
+        host = match["host"]
+        if _HOST.fullmatch(host) is None:
+            raise ConfigError(key, text, "host must be a name or an IP address")
+    else:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(key, text, "only an IPv6 address goes between [ and ]") from None
+    if match["port"] is None and default_port is not None:
+        return Address(host, default_port)
+    if match["port"] is None:
+        raise ConfigError(key, text, "a port is needed, as host:port")
+    if _PORT.fullmatch(match["port"]) is None or int(match["port"]) > 65535:
+        raise ConfigError(key, text, "port must be a number from 0 to 65535")
+    return Address(host, int(match["port"]))
+
+
+def parse_duration(value: object, key: str) -> float:
+    """Seconds from ``500ms``, ``1.5s``, ``2m``, ``1h`` or a bare number, so files read well."""
+    seconds = math.nan
+    if isinstance(value, str) and (match := _DURATION.fullmatch(value)):
+        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for any float
+            seconds = math.inf
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(key, value, "must be a positive duration such as 500ms, 1s, 2m or 1h")
+    return seconds
+
+
+def load_config(path: Path | None, environ: Mapping[str, str], flags: Mapping[str, str]) -> Config:
+    """Merge every source, later winning, and validate the result into one frozen Config."""
+    raw: _Raw = {"node_name": (socket.gethostname(), "node_name")}
+    if path is not None:
+        raw.update(_read_file(path))
+    unknown = flags.keys() - {s.path for s in SETTINGS if s.flag is not None}
+    if unknown:
+        raise ConfigError(min(unknown), flags[min(unknown)], "no such flag")
+    for s in SETTINGS:  # per setting, a variable overrides the file and a flag overrides both
+        if s.env is not None and environ.get(s.env):
+            raw[s.path] = (_from_text(s.path, environ[s.env], s.env), s.env)
+        if s.flag is not None and s.path in flags:
+            raw[s.path] = (_from_text(s.path, flags[s.path], s.flag), s.flag)
+    return _build(raw)
+
+
+def _read_file(path: Path) -> _Raw:
+    try:
+        data = yaml.safe_load(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError("config", str(path), exc.strerror or str(exc)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("config", str(path), " ".join(str(exc).split())) from None
+    if not isinstance(data, dict) or list(data) != [ROOT_KEY]:
+        raise ConfigError("config", str(path), f"the one root key must be {ROOT_KEY}:")
+    raw: _Raw = {}
+    _flatten(data[ROOT_KEY], "", raw)
+    return raw
+
+
+def _flatten(section: object, prefix: str, raw: _Raw) -> None:
+    """Record each leaf under its dotted path; an empty section means no settings."""
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise ConfigError(prefix.rstrip(".") or ROOT_KEY, section, "must be a mapping")
+    for name, value in section.items():
+        path = f"{prefix}{name}"
+        if path in _PATHS:
+            raw[path] = (value, path)
+        elif path in _SECTIONS:
+            _flatten(value, f"{path}.", raw)
+        else:
+            raise ConfigError(path, value, "unknown key")
+
+
+def _from_text(path: str, text: str, key: str) -> object:
+    """Give a variable's or flag's text the type the YAML file would have had."""
+    if path == "gossip.seed_nodes":
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if path == "gossip.enabled":
+        if text.lower() not in _BOOL_WORDS:
+            raise ConfigError(key, text, f"must be one of {', '.join(_BOOL_WORDS)}")
+        return _BOOL_WORDS[text.lower()]
+    return text
+
+
+def _build(raw: _Raw) -> Config:
+    """Convert and check each collected value; the first bad one raises."""
+
+    def get(path: str, convert: Callable[[object, str], _T], default: _T) -> _T:
+        if path not in raw:
+            return default
+        value, key = raw[path]
+        return convert(value, key)
+
+    base = Config(node_name="")  # the dataclass defaults, for settings no source gave
+    g = base.gossip
+    gossip = GossipConfig(
+        enabled=get("gossip.enabled", _bool, g.enabled),
+        bind_address=get("gossip.bind_address", _address(GOSSIP_PORT), g.bind_address),
+        seed_nodes=get("gossip.seed_nodes", _seeds, g.seed_nodes),
+        gossip_interval=get("gossip.gossip_interval", parse_duration, g.gossip_interval),
+        failure_detection_timeout=get(
+            "gossip.failure_detection_timeout", parse_duration, g.failure_detection_timeout
+        ),
+    )
+    if gossip.failure_detection_timeout <= gossip.gossip_interval:
+        path = "gossip.failure_detection_timeout"
+        value, key = raw.get(path, (gossip.failure_detection_timeout, path))
+        reason = f"must be longer than gossip.gossip_interval ({gossip.gossip_interval:g}s)"
+        raise ConfigError(key, value, reason)
+    return Config(
+        node_name=_node_name(*raw["node_name"]),
+        embedded_only=get("embedded_only", _bool, base.embedded_only),
+        sqlite_path=get("sqlite_path", _sqlite_path, base.sqlite_path),
+        http_bind=get("http.bind_address", _address(HTTP_PORT), base.http_bind),
+        gossip=gossip,
+        statsd=StatsdConfig(
+            address=get("statsd.address", _statsd_address, base.statsd.address),
+            prefix=get("statsd.prefix", _statsd_prefix, base.statsd.prefix),
+        ),
+        reap_interval=get("reap_interval", parse_duration, base.reap_interval),
+        drain_timeout=get("drain_timeout", parse_duration, base.drain_timeout),
+        log_level=get("log_level", _log_level, base.log_level),
+    )
+
+
+def _str(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, value, "must be a string")
+    return value
+
+
+def _bool(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "must be true or false")
+    return value
+
+
+def _matching(pattern: str, reason: str) -> Callable[[object, str], str]:
+    compiled = re.compile(pattern)
+
+    def convert(value: object, key: str) -> str:
+        text = _str(value, key)
+        if compiled.fullmatch(text) is None:
+            raise ConfigError(key, value, reason)
+        return text
+
+    return convert
+
+
+_node_name = _matching(
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+    "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+)
+_statsd_prefix = _matching(
+    r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)?",
+    "must be letters, digits, '_' or '-', in parts joined by single dots",
+)
+
+
+def _address(default_port: int) -> Callable[[object, str], Address]:
+    """A converter for an address setting whose port defaults to that setting's usual one."""
+
+    def convert(value: object, key: str) -> Address:
+        return parse_address(_str(value, key), key, default_port=default_port)
+
+    return convert
+
+
+def _statsd_address(value: object, key: str) -> Address | None:
+    return None if value is None else _address(STATSD_PORT)(value, key)
+
+
+def _seeds(value: object, key: str) -> tuple[Address, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "must be a list of host:port")
+    return tuple(_address(GOSSIP_PORT)(item, key) for item in value)
+
+
+def _sqlite_path(value: object, key: str) -> Path:
+    path = Path(_str(value, key))
+    if not path.name or os.path.isdir(path):
+        raise ConfigError(key, value, "must name a file, not a directory")
+    if not os.path.isdir(path.parent):
+        raise ConfigError(key, value, f"directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def _log_level(value: object, key: str) -> str:
+    level = _str(value, key).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(key, value, f"must be one of {', '.join(LOG_LEVELS)}")
+    return level

@@ -1,0 +1,78 @@
+"""The Falcon application: routes, JSON through ujson, errors that explain."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import falcon
+
+from caxton_actors import metrics
+from caxton_actors.http import resources as r
+from caxton_actors.http.media import json_handler
+from caxton_actors.http.openapi import OpenApi
+
+
+class _Metrics:
+    """Counts and times every request under its route's fixed name."""
+
+    def __init__(self, stats: metrics.Metrics) -> None:
+        self._stats = stats
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        resource: object,
+        req_succeeded: bool,
+    ) -> None:
+        route = metrics.sanitize(getattr(resource, "name", "unrouted"))
+        self._stats.incr(f"{metrics.HTTP_REQUESTS}.{route}")
+        self._stats.incr(f"{metrics.HTTP_RESPONSES}.{str(resp.status)[0]}xx")
+        elapsed_ms = (time.perf_counter() - req.context.started) * 1000
+        self._stats.timing(f"{metrics.HTTP_REQUEST_TIME}.{route}", elapsed_ms)
+
+
+def _route_not_found(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
+    raise falcon.HTTPNotFound(
+        description=f"no route {req.path}; GET /openapi.json lists them"
+    )
+
+
+def _method_not_allowed(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
+    assert isinstance(ex, falcon.HTTPMethodNotAllowed)
+    allowed = (ex.headers or {}).get("Allow", "")
+    raise falcon.HTTPMethodNotAllowed(
+        allowed.split(", ") if allowed else [],
+        description=f"{req.method} is not allowed on {req.path}; allowed: {allowed}",
+    )
+
+
+def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App:
+    app = falcon.App(middleware=[_Metrics(stats)])
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.add_error_handler(falcon.HTTPRouteNotFound, _route_not_found)
+    app.add_error_handler(falcon.HTTPMethodNotAllowed, _method_not_allowed)
+
+    app.add_route("/health", r.Health(actors))
+    app.add_route("/health/ready", r.Ready(actors))
+    app.add_route("/health/gossip", r.GossipHealth(actors))
+    app.add_route("/agents", r.AgentList(actors))
+    app.add_route("/agents/{agent_id}", r.AgentItem(actors))
+    app.add_route("/conversations", r.ConversationList(actors))
+    app.add_route("/conversations/{conversation_id}", r.ConversationItem(actors))
+    app.add_route(
+        "/conversations/{conversation_id}/activity", r.ConversationActivity(actors)
+    )
+    app.add_route("/correlations", r.CorrelationList(actors))
+    app.add_route("/correlations/{correlation_id}", r.CorrelationItem(actors))
+    app.add_route("/openapi.json", OpenApi())
+    return app

@@ -1,0 +1,347 @@
+"""The OpenAPI 3 description of the HTTP API, served at ``/openapi.json``.
+
+Written by hand, not derived from the routes, so that
+``tests/integration/test_openapi.py`` can hold the two to each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from caxton_actors import __version__
+from caxton_actors.http.media import MAX_BODY_BYTES
+from caxton_actors.http.resources import (
+    DEFAULT_PAGE,
+    ID_PATTERN,
+    MAX_CAPABILITIES,
+    MAX_ID_LENGTH,
+    MAX_PAGE,
+    MAX_PARTICIPANTS,
+    MAX_TTL_SECONDS,
+)
+
+Json = dict[str, Any]
+
+_ID: Json = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}
+_MS: Json = {"type": "integer", "description": "Unix time in milliseconds"}
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Json, description: str) -> Json:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> Json:
+    return _json(_ref("Error"), description)
+
+
+def _path_id(name: str) -> Json:
+    return {"name": name, "in": "path", "required": True, "schema": _ID}
+
+
+_BAD_BODY: Json = {
+    "400": _error("Malformed JSON, a wrong type, a missing or unknown field, a bad id"),
+    "413": _error(f"The body is larger than {MAX_BODY_BYTES} bytes"),
+    "415": _error("The Content-Type is not application/json"),
+    "503": _error("An actor did not answer in time"),
+}
+_UNAVAILABLE: Json = {"503": _error("An actor did not answer in time")}
+
+SCHEMAS: Json = {
+    "Error": {
+        "type": "object",
+        "required": ["title"],
+        "properties": {"title": {"type": "string"}, "description": {"type": "string"}},
+    },
+    "Agent": {
+        "type": "object",
+        "required": ["id", "node_id", "capabilities", "last_seen", "status"],
+        "properties": {
+            "id": _ID,
+            "node_id": {"type": "string"},
+            "capabilities": {"type": "array", "items": _ID},
+            "last_seen": _MS,
+            "status": {"type": "string"},
+        },
+    },
+    "AgentPage": {
+        "type": "object",
+        "required": ["agents", "next"],
+        "properties": {
+            "agents": {"type": "array", "items": _ref("Agent")},
+            "next": {
+                "type": ["string", "null"],
+                "description": "Pass as `after` for the next page; null on the last page",
+            },
+        },
+    },
+    "Conversation": {
+        "type": "object",
+        "required": ["id", "participants", "created_at", "last_activity"],
+        "properties": {
+            "id": _ID,
+            "participants": {"type": "array", "items": _ID},
+            "created_at": _MS,
+            "last_activity": _MS,
+        },
+    },
+    "Correlation": {
+        "type": "object",
+        "required": ["correlation_id", "sender_id", "created_at", "expires_at"],
+        "properties": {
+            "correlation_id": _ID,
+            "sender_id": _ID,
+            "created_at": _MS,
+            "expires_at": _MS,
+        },
+    },
+}
+
+PATHS: Json = {
+    "/health": {
+        "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "Alive")}},
+        "head": {"summary": "Liveness, no body", "responses": {"200": {"description": "Alive"}}},
+    },
+    "/health/ready": {
+        "get": {
+            "summary": "Readiness: the database and every actor answer",
+            "responses": {
+                "200": _json({"type": "object"}, "Ready"),
+                "503": _json({"type": "object"}, "Not ready; `failed` names what failed"),
+            },
+        }
+    },
+    "/health/gossip": {
+        "get": {
+            "summary": "Gossip health (the seed's GossipHealth body)",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["peer_count", "last_sync", "agent_count", "status"],
+                        "properties": {
+                            "peer_count": {"type": "integer"},
+                            "last_sync": {"type": ["integer", "null"]},
+                            "agent_count": {"type": "integer"},
+                            "status": {"enum": ["healthy", "degraded"]},
+                        },
+                    },
+                    "Gossip health",
+                ),
+                **_UNAVAILABLE,
+            },
+        }
+    },
+    "/agents": {
+        "get": {
+            "summary": "List agents in id order, optionally by capability",
+            "parameters": [
+                {"name": "capability", "in": "query", "schema": _ID},
+                {"name": "after", "in": "query", "schema": _ID},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_PAGE,
+                        "default": DEFAULT_PAGE,
+                    },
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("AgentPage"), "A page of agents"),
+                "400": _error("A bad query parameter"),
+                **_UNAVAILABLE,
+            },
+        }
+    },
+    "/agents/{agent_id}": {
+        "parameters": [_path_id("agent_id")],
+        "get": {
+            "summary": "One agent",
+            "responses": {
+                "200": _json(_ref("Agent"), "The agent"),
+                "400": _error("A bad id"),
+                "404": _error("No such agent"),
+                **_UNAVAILABLE,
+            },
+        },
+        "put": {
+            "summary": "Register or update an agent on this node",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["capabilities"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "capabilities": {
+                                    "type": "array",
+                                    "items": _ID,
+                                    "maxItems": MAX_CAPABILITIES,
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(_ref("Agent"), "Updated"),
+                "201": _json(_ref("Agent"), "Registered"),
+                **_BAD_BODY,
+            },
+        },
+        "delete": {
+            "summary": "Deregister an agent",
+            "responses": {
+                "204": {"description": "Deregistered"},
+                "400": _error("A bad id"),
+                "404": _error("No such agent"),
+                **_UNAVAILABLE,
+            },
+        },
+    },
+    "/conversations": {
+        "post": {
+            "summary": "Start tracking a conversation",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["participants"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "id": _ID,
+                                "participants": {
+                                    "type": "array",
+                                    "items": _ID,
+                                    "minItems": 1,
+                                    "maxItems": MAX_PARTICIPANTS,
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(_ref("Conversation"), "Created"),
+                "409": _error("The id is taken"),
+                **_BAD_BODY,
+            },
+        }
+    },
+    "/conversations/{conversation_id}": {
+        "parameters": [_path_id("conversation_id")],
+        "get": {
+            "summary": "One conversation",
+            "responses": {
+                "200": _json(_ref("Conversation"), "The conversation"),
+                "400": _error("A bad id"),
+                "404": _error("No such conversation"),
+                **_UNAVAILABLE,
+            },
+        },
+    },
+    "/conversations/{conversation_id}/activity": {
+        "parameters": [_path_id("conversation_id")],
+        "post": {
+            "summary": "Record activity: last_activity becomes now",
+            "responses": {
+                "200": _json(_ref("Conversation"), "The conversation"),
+                "400": _error("A bad id"),
+                "404": _error("No such conversation"),
+                **_UNAVAILABLE,
+            },
+        },
+    },
+    "/correlations": {
+        "post": {
+            "summary": "Track a pending message until it is answered or expires",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["sender_id", "ttl"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "correlation_id": _ID,
+                                "sender_id": _ID,
+                                "ttl": {
+                                    "description": "Seconds, or a duration such as "
+                                    f'"500ms", "30s", "2m"; at most {MAX_TTL_SECONDS}s',
+                                    "oneOf": [
+                                        {"type": "number", "exclusiveMinimum": 0},
+                                        {"type": "string"},
+                                    ],
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(_ref("Correlation"), "Created"),
+                "409": _error("A live correlation has the id"),
+                **_BAD_BODY,
+            },
+        }
+    },
+    "/correlations/{correlation_id}": {
+        "parameters": [_path_id("correlation_id")],
+        "get": {
+            "summary": "A live correlation; an expired one is gone",
+            "responses": {
+                "200": _json(_ref("Correlation"), "The correlation"),
+                "400": _error("A bad id"),
+                "404": _error("No such live correlation"),
+                **_UNAVAILABLE,
+            },
+        },
+        "delete": {
+            "summary": "Resolve a correlation",
+            "responses": {
+                "204": {"description": "Removed"},
+                "400": _error("A bad id"),
+                "404": _error("No such live correlation"),
+                **_UNAVAILABLE,
+            },
+        },
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+        }
+    },
+}
+
+DOCUMENT: Json = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "caxton-actors node API",
+        "version": __version__,
+        "description": "Health, agent registry, conversations and message correlation "
+        "of one caxton-actors node. Errors are JSON objects with a title and a description.",
+    },
+    "paths": PATHS,
+    "components": {"schemas": SCHEMAS},
+}
+
+
+class OpenApi:
+    name = "openapi"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = DOCUMENT

@@ -1,0 +1,77 @@
+"""Every metric the node emits, named here and nowhere else.
+
+Plain statsd has no tags, so a name carries no node name, address or user
+data; the one variable part a name may have (an HTTP route's name) comes from
+a fixed table and still goes through :func:`sanitize`, because ``:`` and ``|``
+would break the line format.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+import statsd
+
+from caxton_actors.config import StatsdConfig
+
+# The seed's names, unchanged.
+GOSSIP_MESSAGES_SENT = "caxton_gossip_messages_sent_total"  # counter; emitted once gossip runs
+GOSSIP_PEERS = "caxton_gossip_peers"  # gauge
+AGENT_REGISTRY_SIZE = "caxton_agent_registry_size"  # gauge
+
+HTTP_REQUESTS = "caxton_http_requests_total"  # counter, suffixed .<route>
+HTTP_RESPONSES = "caxton_http_responses_total"  # counter, suffixed .<status class>
+HTTP_REQUEST_TIME = "caxton_http_request_ms"  # timer, suffixed .<route>
+HUB_LOOP_LAG = "caxton_hub_loop_lag_ms"  # timer
+REGISTRY_BATCH_SIZE = "caxton_registry_batch_size"  # timer (a distribution of counts)
+REGISTRY_COMMIT_TIME = "caxton_registry_commit_ms"  # timer
+CORRELATIONS_EXPIRED = "caxton_correlations_expired_total"  # counter
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def sanitize(part: str) -> str:
+    """Make ``part`` safe inside a statsd metric name."""
+    return _UNSAFE.sub("_", part) or "_"
+
+
+class Metrics(Protocol):
+    def incr(self, name: str, count: int = 1) -> None: ...
+    def gauge(self, name: str, value: float) -> None: ...
+    def timing(self, name: str, ms: float) -> None: ...
+
+
+class NullMetrics:
+    """Metrics switched off: every call returns at once."""
+
+    def incr(self, name: str, count: int = 1) -> None:
+        pass
+
+    def gauge(self, name: str, value: float) -> None:
+        pass
+
+    def timing(self, name: str, ms: float) -> None:
+        pass
+
+
+class StatsdMetrics:
+    """Fire-and-forget UDP datagrams to a statsd server."""
+
+    def __init__(self, host: str, port: int, prefix: str) -> None:
+        self._client = statsd.StatsClient(host, port, prefix=prefix or None)
+
+    def incr(self, name: str, count: int = 1) -> None:
+        self._client.incr(name, count)
+
+    def gauge(self, name: str, value: float) -> None:
+        self._client.gauge(name, value)
+
+    def timing(self, name: str, ms: float) -> None:
+        self._client.timing(name, ms)
+
+
+def make_metrics(config: StatsdConfig) -> Metrics:
+    if config.address is None:
+        return NullMetrics()
+    return StatsdMetrics(config.address.host, config.address.port, config.prefix)

@@ -1,0 +1,1 @@
+"""The node's SQLite state: schema, migrations and the blocking store."""

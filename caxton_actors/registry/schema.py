@@ -1,0 +1,103 @@
+"""The node's SQLite schema, its version and the steps that migrate to it.
+
+The seed's three tables keep their exact columns. Times are Unix epoch
+milliseconds. ``agent_capabilities`` is the one addition: it makes a lookup by
+capability an index range scan instead of a scan over JSON text.
+
+The schema version lives in ``PRAGMA user_version``. Version 0 is a file made
+by the seed's own SQL (or a new, empty file); each step in ``MIGRATIONS`` takes
+a file one version up, inside the same transaction as the version bump.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+import ujson
+
+metadata = sa.MetaData()
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("node_id", sa.Text, nullable=False),
+    sa.Column("capabilities", sa.Text, nullable=False),  # JSON array
+    sa.Column("last_seen", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, server_default="active"),
+)
+
+agent_capabilities = sa.Table(
+    "agent_capabilities",
+    metadata,
+    sa.Column("capability", sa.Text, primary_key=True),
+    sa.Column(
+        "agent_id",
+        sa.Text,
+        sa.ForeignKey("agents.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Index("ix_agent_capabilities_agent", "agent_id"),
+)
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("participants", sa.Text, nullable=False),  # JSON array of agent ids
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("last_activity", sa.Integer, nullable=False),
+)
+
+pending_messages = sa.Table(
+    "pending_messages",
+    metadata,
+    sa.Column("correlation_id", sa.Text, primary_key=True),
+    sa.Column("sender_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Integer, nullable=False),
+    sa.Index("ix_pending_messages_expires_at", "expires_at"),
+)
+
+
+class SchemaError(Exception):
+    """The file's schema is one this code cannot use."""
+
+
+def _v1_seed_tables_and_capability_index(conn: sa.Connection) -> None:
+    """Create what is missing and index the capabilities of agents already stored."""
+    metadata.create_all(conn)
+    rows = conn.execute(sa.select(agents.c.id, agents.c.capabilities)).all()
+    pairs = [
+        {"agent_id": agent_id, "capability": cap}
+        for agent_id, caps in rows
+        for cap in set(_json_list(caps))
+    ]
+    if pairs:
+        conn.execute(sa.insert(agent_capabilities).prefix_with("OR IGNORE"), pairs)
+
+
+def _json_list(text: str) -> list[str]:
+    value = ujson.loads(text)
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
+    _v1_seed_tables_and_capability_index,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sa.Connection) -> int:
+    """Bring the file to ``SCHEMA_VERSION``; return the version it had."""
+    found = int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+    if found > SCHEMA_VERSION:
+        raise SchemaError(
+            f"database schema version {found} is newer than this caxton-actors "
+            f"understands ({SCHEMA_VERSION}); upgrade caxton-actors"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        MIGRATIONS[version](conn)
+        conn.exec_driver_sql(f"PRAGMA user_version = {version + 1}")
+    return found

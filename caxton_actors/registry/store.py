@@ -1,0 +1,286 @@
+"""Blocking SQLite work: the node's own agents, conversations and correlations.
+
+Everything here blocks, so it runs on the registry actor's worker thread and
+never on the gevent hub. The actor hands over a whole batch of requests at a
+time; :meth:`Store.run_batch` runs them in one transaction and one commit, and
+the actor answers none of them before that commit returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import ujson
+
+from caxton_actors.registry.schema import (
+    agent_capabilities,
+    agents,
+    conversations,
+    migrate,
+    pending_messages,
+)
+
+# Milliseconds SQLite waits on a lock held by another process (a backup, the sqlite3 shell).
+BUSY_TIMEOUT_MS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    node_id: str
+    capabilities: tuple[str, ...]
+    last_seen: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    participants: tuple[str, ...]
+    created_at: int
+    last_activity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Correlation:
+    correlation_id: str
+    sender_id: str
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The result of an upsert: the record as stored and whether it is new."""
+
+    record: Any
+    created: bool
+
+
+def _agent(row: sa.Row[Any]) -> Agent:
+    return Agent(
+        id=row.id,
+        node_id=row.node_id,
+        capabilities=tuple(ujson.loads(row.capabilities)),
+        last_seen=row.last_seen,
+        status=row.status,
+    )
+
+
+def _conversation(row: sa.Row[Any]) -> Conversation:
+    return Conversation(
+        id=row.id,
+        participants=tuple(ujson.loads(row.participants)),
+        created_at=row.created_at,
+        last_activity=row.last_activity,
+    )
+
+
+def _correlation(row: sa.Row[Any]) -> Correlation:
+    return Correlation(
+        correlation_id=row.correlation_id,
+        sender_id=row.sender_id,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+
+
+class Tx:
+    """The operations one request may run inside a batch's transaction.
+
+    ``now`` is the batch's clock reading, so every request in a batch sees one
+    time; ``agents_delta`` tracks how the agent count moved.
+    """
+
+    def __init__(self, conn: sa.Connection, now: int, node_id: str) -> None:
+        self.conn = conn
+        self.now = now
+        self.node_id = node_id
+        self.agents_delta = 0
+
+    # agents
+
+    def put_agent(self, agent_id: str, capabilities: tuple[str, ...]) -> Written:
+        created = self.get_agent(agent_id) is None
+        values = {
+            "node_id": self.node_id,
+            "capabilities": ujson.dumps(list(capabilities)),
+            "last_seen": self.now,
+            "status": "active",
+        }
+        if created:
+            self.conn.execute(sa.insert(agents).values(id=agent_id, **values))
+            self.agents_delta += 1
+        else:
+            self.conn.execute(
+                sa.update(agents).where(agents.c.id == agent_id).values(**values)
+            )
+            self.conn.execute(
+                sa.delete(agent_capabilities).where(
+                    agent_capabilities.c.agent_id == agent_id
+                )
+            )
+        if capabilities:
+            self.conn.execute(
+                sa.insert(agent_capabilities),
+                [{"agent_id": agent_id, "capability": c} for c in capabilities],
+            )
+        return Written(
+            Agent(agent_id, self.node_id, capabilities, self.now, "active"), created
+        )
+
+    def get_agent(self, agent_id: str) -> Agent | None:
+        row = self.conn.execute(sa.select(agents).where(agents.c.id == agent_id)).first()
+        return None if row is None else _agent(row)
+
+    def list_agents(
+        self, capability: str | None, after: str | None, limit: int
+    ) -> list[Agent]:
+        """A page of agents in id order, starting after ``after``."""
+        query = sa.select(agents)
+        if capability is not None:
+            query = query.join(
+                agent_capabilities, agent_capabilities.c.agent_id == agents.c.id
+            ).where(agent_capabilities.c.capability == capability)
+            order = agent_capabilities.c.agent_id
+        else:
+            order = agents.c.id
+        if after is not None:
+            query = query.where(order > after)
+        rows = self.conn.execute(query.order_by(order).limit(limit))
+        return [_agent(row) for row in rows]
+
+    def delete_agent(self, agent_id: str) -> bool:
+        self.conn.execute(
+            sa.delete(agent_capabilities).where(agent_capabilities.c.agent_id == agent_id)
+        )
+        deleted = self.conn.execute(sa.delete(agents).where(agents.c.id == agent_id))
+        self.agents_delta -= deleted.rowcount
+        return deleted.rowcount > 0
+
+    def count_agents(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(agents)).scalar_one())
+
+    # conversations
+
+    def create_conversation(
+        self, conversation_id: str, participants: tuple[str, ...]
+    ) -> Conversation | None:
+        """The new conversation, or None when the id is taken."""
+        if self.get_conversation(conversation_id) is not None:
+            return None
+        record = Conversation(conversation_id, participants, self.now, self.now)
+        self.conn.execute(
+            sa.insert(conversations).values(
+                id=conversation_id,
+                participants=ujson.dumps(list(participants)),
+                created_at=self.now,
+                last_activity=self.now,
+            )
+        )
+        return record
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        row = self.conn.execute(
+            sa.select(conversations).where(conversations.c.id == conversation_id)
+        ).first()
+        return None if row is None else _conversation(row)
+
+    def touch_conversation(self, conversation_id: str) -> Conversation | None:
+        self.conn.execute(
+            sa.update(conversations)
+            .where(conversations.c.id == conversation_id)
+            .values(last_activity=sa.func.max(conversations.c.last_activity, self.now))
+        )
+        return self.get_conversation(conversation_id)
+
+    # correlations (pending_messages)
+
+    def create_correlation(
+        self, correlation_id: str, sender_id: str, ttl_ms: int
+    ) -> Correlation | None:
+        """The new correlation, or None when a live one has the id."""
+        if self.get_correlation(correlation_id) is not None:
+            return None
+        record = Correlation(correlation_id, sender_id, self.now, self.now + ttl_ms)
+        self.conn.execute(
+            sa.insert(pending_messages)
+            .prefix_with("OR REPLACE")  # an expired one the reaper has not swept yet
+            .values(
+                correlation_id=correlation_id,
+                sender_id=sender_id,
+                created_at=record.created_at,
+                expires_at=record.expires_at,
+            )
+        )
+        return record
+
+    def get_correlation(self, correlation_id: str) -> Correlation | None:
+        """The live correlation; an expired one is gone even before the reaper runs."""
+        row = self.conn.execute(
+            sa.select(pending_messages).where(
+                pending_messages.c.correlation_id == correlation_id,
+                pending_messages.c.expires_at > self.now,
+            )
+        ).first()
+        return None if row is None else _correlation(row)
+
+    def delete_correlation(self, correlation_id: str) -> bool:
+        deleted = self.conn.execute(
+            sa.delete(pending_messages).where(
+                pending_messages.c.correlation_id == correlation_id,
+                pending_messages.c.expires_at > self.now,
+            )
+        )
+        return deleted.rowcount > 0
+
+    def reap_correlations(self) -> int:
+        deleted = self.conn.execute(
+            sa.delete(pending_messages).where(pending_messages.c.expires_at <= self.now)
+        )
+        return deleted.rowcount
+
+    def check(self) -> bool:
+        return self.conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+
+
+def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """One SQLite file, one connection, used from one thread only."""
+
+    def __init__(self, path: Path, node_id: str) -> None:
+        self._engine = sa.create_engine(f"sqlite:///{path}", poolclass=sa.pool.StaticPool)
+        sa.event.listen(self._engine, "connect", _on_connect)
+        self._node_id = node_id
+        self._conn = self._engine.connect()
+        with self._conn.begin():
+            migrate(self._conn)
+
+    def run_batch(
+        self, requests: Sequence[Callable[[Tx], Any]], now: int
+    ) -> tuple[list[Any], int]:
+        """Run every request in one transaction; return their results and the agent delta.
+
+        A request that raises rolls the whole batch back, so either every
+        write of the batch is committed or none is.
+        """
+        with self._conn.begin():
+            tx = Tx(self._conn, now, self._node_id)
+            results = [request(tx) for request in requests]
+        return results, tx.agents_delta
+
+    def close(self) -> None:
+        self._conn.close()
+        self._engine.dispose()

@@ -1,0 +1,1 @@
+"""The actor runtime: Pykka on gevent, and the hub's health."""

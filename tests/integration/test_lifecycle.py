@@ -1,0 +1,151 @@
+"""Start-up, shutdown, crash and restart of the real `caxton-actors run`."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import StatsdListener, free_port, start_node
+
+
+def _run_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "caxton_actors", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--http-bind", "127.0.0.1:99999"], "--http-bind"),
+        (["--node-name", "bad name!"], "--node-name"),
+        (["--sqlite-path", "/no/such/dir/state.db"], "--sqlite-path"),
+        (["--config", "missing.yaml"], "missing.yaml"),
+    ],
+)
+def test_invalid_config_stops_startup_with_one_line_and_status_2(
+    tmp_path: Path, args: list[str], words: str
+) -> None:
+    result = _run_cli(tmp_path, "run", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert words in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no database file was created
+
+
+def test_invalid_env_value_names_the_variable(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "CAXTON_GOSSIP_SEEDS": "caxton-1:notaport"}
+    result = _run_cli(tmp_path, "run", env=env)
+    assert result.returncode == 2
+    assert "CAXTON_GOSSIP_SEEDS" in result.stderr
+
+
+def test_port_in_use_is_a_clear_start_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run_cli(
+            tmp_path, "run", "--http-bind", f"127.0.0.1:{port}", "--sqlite-path", "s.db"
+        )
+    assert result.returncode == 1
+    assert "cannot listen on" in result.stderr
+
+
+def test_sigterm_drains_commits_and_exits_zero(tmp_path: Path) -> None:
+    node = start_node(tmp_path)
+    results: list[int] = []
+
+    def writer() -> None:
+        for i in range(200):
+            results.append(node.request("PUT", f"/agents/w{i}", {"capabilities": ["w"]}).status)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while len(results) < 20:
+        pass
+    assert node.signal(signal.SIGTERM) == 0
+    try:
+        thread.join(timeout=15)
+    except OSError:
+        pass
+    acknowledged = results.count(201)
+    assert "stopped" in node.log()
+    again = start_node(tmp_path)
+    stored = again.request("GET", "/agents?capability=w&limit=1000").json["agents"]
+    assert len(stored) >= acknowledged
+    again.signal(signal.SIGTERM)
+
+
+def test_sigkill_loses_no_acknowledged_write_and_restart_serves_it(tmp_path: Path) -> None:
+    node = start_node(tmp_path)
+    acknowledged = []
+    for i in range(100):
+        reply = node.request("PUT", f"/agents/k{i}", {"capabilities": ["k", f"n{i % 3}"]})
+        assert reply.status == 201
+        acknowledged.append(f"k{i}")
+    node.request("POST", "/conversations", {"id": "kc", "participants": ["k1", "k2"]})
+    node.request("POST", "/correlations", {"correlation_id": "kcor", "sender_id": "k1", "ttl": "1h"})
+    node.proc.kill()
+    node.proc.wait(timeout=10)
+
+    again = start_node(tmp_path)
+    stored = again.request("GET", "/agents?capability=k&limit=1000").json["agents"]
+    assert [a["id"] for a in stored] == sorted(acknowledged)
+    assert again.request("GET", "/health/gossip").json["agent_count"] == 100
+    assert again.request("GET", "/conversations/kc").json["participants"] == ["k1", "k2"]
+    assert again.request("GET", "/correlations/kcor").status == 200
+    assert again.signal(signal.SIGTERM) == 0
+
+
+def test_statsd_receives_the_real_datagrams(tmp_path: Path) -> None:
+    listener = StatsdListener()
+    node = start_node(tmp_path, "--statsd", listener.address)
+    node.request("PUT", "/agents/s1", {"capabilities": ["m"]})
+    node.request("GET", "/agents/nope")
+    lines = listener.collect(until=1.5)
+    node.signal(signal.SIGTERM)
+    names = {line.split(":", 1)[0] for line in lines}
+    assert "caxton_gossip_peers" in names
+    assert "caxton_agent_registry_size:1|g" in lines
+    assert "caxton_http_requests_total.agent:1|c" in lines
+    assert "caxton_http_responses_total.4xx:1|c" in lines
+    assert "caxton_http_request_ms.agent" in names
+    assert "caxton_hub_loop_lag_ms" in names
+    assert "caxton_registry_commit_ms" in names
+    assert all("|" in line and ":" in line for line in lines)
+
+
+def test_python_m_and_console_script_agree(tmp_path: Path) -> None:
+    result = _run_cli(tmp_path, "--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("caxton-actors ")
+
+
+def test_default_run_uses_the_documented_file_and_port(tmp_path: Path) -> None:
+    """With no flags, no file and no variables: caxton_local.db in the working directory."""
+    port = free_port()
+    node = start_node(
+        tmp_path,
+        env={"CAXTON_HTTP_BIND": f"127.0.0.1:{port}"},
+        port=port,
+        db_name="caxton_local.db",
+        test_flags=False,
+    )
+    assert node.request("PUT", "/agents/d1", {"capabilities": []}).status == 201
+    assert node.signal(signal.SIGTERM) == 0
+    assert node.db_path.exists()

@@ -1,0 +1,48 @@
+"""The served OpenAPI document describes exactly the routes the app has."""
+
+from __future__ import annotations
+
+import falcon.inspect
+import pykka
+
+from caxton_actors.http.app import create_app
+from caxton_actors.http.resources import Actors
+from caxton_actors.metrics import NullMetrics
+from caxton_actors.runtime.actor import GeventActor
+from tests.integration.conftest import NodeProcess
+
+IMPLICIT = {"OPTIONS"}  # Falcon answers OPTIONS on every route by itself
+
+
+def _real_routes() -> dict[str, set[str]]:
+    ref = GeventActor.start()
+    try:
+        app = create_app(Actors(ref, {}, 1.0), NullMetrics())
+        return {
+            route.path: {
+                m.method
+                for m in route.methods
+                if not m.internal and m.method not in IMPLICIT
+            }
+            for route in falcon.inspect.inspect_routes(app)
+        }
+    finally:
+        pykka.ActorRegistry.stop_all()
+
+
+def test_document_matches_routes(api: NodeProcess) -> None:
+    document = api.request("GET", "/openapi.json").json
+    assert document["openapi"].startswith("3.")
+    described = {
+        path: {m.upper() for m in ops if m != "parameters"}
+        for path, ops in document["paths"].items()
+    }
+    assert described == _real_routes()
+
+
+def test_every_reference_resolves(api: NodeProcess) -> None:
+    document = api.request("GET", "/openapi.json").json
+    schemas = document["components"]["schemas"]
+    text = str(document)
+    for name in {part.split("'")[0] for part in text.split("#/components/schemas/")[1:]}:
+        assert name in schemas

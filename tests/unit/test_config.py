@@ -1,0 +1,404 @@
+"""Configuration: where each value comes from, which source wins, and one-line errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from caxton_actors.config import (
+    ENV_PREFIX,
+    SETTINGS,
+    Address,
+    ConfigError,
+    Setting,
+    load_config,
+    parse_address,
+    parse_duration,
+)
+
+CONF = Path(__file__).parents[2] / "conf"
+
+FULL_FILE = """\
+caxton_config:
+  node_name: caxton-0
+  embedded_only: false
+  sqlite_path: "{tmp}/state.db"
+  http:
+    bind_address: "127.0.0.1:9090"
+  statsd:
+    address: "127.0.0.1:8125"
+    prefix: "cluster.a"
+  reap_interval: "500ms"
+  drain_timeout: 2
+  log_level: DEBUG
+  gossip:
+    enabled: true
+    bind_address: "0.0.0.0:7000"
+    seed_nodes: ["caxton-1:7946", "caxton-2"]
+    gossip_interval: "1.5s"
+    failure_detection_timeout: "2m"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "caxton.yaml"
+    path.write_text(text.format(tmp=tmp_path), encoding="utf-8")
+    return path
+
+
+def error_of(path: Path | None, environ: dict[str, str], flags: dict[str, str]) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ, flags)
+    return caught.value
+
+
+def test_defaults_without_file_environment_or_flags() -> None:
+    config = load_config(None, {}, {})
+    assert config.node_name == socket.gethostname()
+    assert config.embedded_only is True
+    assert config.sqlite_path == Path("caxton_local.db")
+    assert config.http_bind == Address("127.0.0.1", 8080)
+    assert config.gossip.enabled is False
+    assert config.gossip.bind_address == Address("0.0.0.0", 7946)
+    assert config.gossip.seed_nodes == ()
+    assert (config.gossip.gossip_interval, config.gossip.failure_detection_timeout) == (1.0, 60.0)
+    assert config.statsd.address is None
+    assert config.statsd.prefix == ""
+    assert (config.reap_interval, config.drain_timeout) == (1.0, 5.0)
+    assert config.log_level == "INFO"
+
+
+def test_file_sets_every_setting(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FULL_FILE), {}, {})
+    assert config.node_name == "caxton-0"
+    assert config.embedded_only is False
+    assert config.sqlite_path == tmp_path / "state.db"
+    assert config.http_bind == Address("127.0.0.1", 9090)
+    assert config.statsd.address == Address("127.0.0.1", 8125)
+    assert config.statsd.prefix == "cluster.a"
+    assert (config.reap_interval, config.drain_timeout) == (0.5, 2.0)
+    assert config.log_level == "DEBUG"
+    assert config.gossip.enabled is True
+    assert config.gossip.bind_address == Address("0.0.0.0", 7000)
+    assert config.gossip.seed_nodes == (Address("caxton-1", 7946), Address("caxton-2", 7946))
+    assert (config.gossip.gossip_interval, config.gossip.failure_detection_timeout) == (1.5, 120.0)
+
+
+def test_empty_root_section_gives_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "caxton_config:\n  gossip:\n"), {}, {})
+    assert config.gossip.enabled is False
+    assert config.http_bind == Address("127.0.0.1", 8080)
+
+
+@pytest.mark.parametrize(
+    ("use_env", "use_flags", "winner"),
+    [(False, False, "file"), (True, False, "env"), (False, True, "flag"), (True, True, "flag")],
+)
+def test_later_sources_win(tmp_path: Path, use_env: bool, use_flags: bool, winner: str) -> None:
+    for layer in ("file", "env", "flag"):
+        (tmp_path / layer).mkdir()
+    path = write(
+        tmp_path,
+        """\
+caxton_config:
+  node_name: file-node
+  sqlite_path: "{tmp}/file/state.db"
+  http:
+    bind_address: "127.0.0.1:1001"
+  statsd:
+    prefix: file
+  log_level: DEBUG
+""",
+    )
+    environ = {
+        "CAXTON_NODE_NAME": "env-node",
+        "CAXTON_SQLITE_PATH": str(tmp_path / "env" / "state.db"),
+        "CAXTON_HTTP_BIND": "127.0.0.1:1002",
+        "CAXTON_STATSD_PREFIX": "env",
+        "CAXTON_LOG_LEVEL": "WARNING",
+    }
+    flags = {
+        "node_name": "flag-node",
+        "sqlite_path": str(tmp_path / "flag" / "state.db"),
+        "http.bind_address": "127.0.0.1:1003",
+        "statsd.prefix": "flag",
+        "log_level": "ERROR",
+    }
+
+    config = load_config(path, environ if use_env else {}, flags if use_flags else {})
+
+    assert config.node_name == f"{winner}-node"
+    assert config.sqlite_path == tmp_path / winner / "state.db"
+    assert config.http_bind.port == {"file": 1001, "env": 1002, "flag": 1003}[winner]
+    assert config.statsd.prefix == winner
+    assert config.log_level == {"file": "DEBUG", "env": "WARNING", "flag": "ERROR"}[winner]
+    assert config.reap_interval == 1.0  # set by no source: the default
+
+
+def test_empty_environment_value_counts_as_unset(tmp_path: Path) -> None:
+    path = write(tmp_path, "caxton_config:\n  node_name: from-file\n")
+    config = load_config(path, {"CAXTON_NODE_NAME": "", "CAXTON_LOG_LEVEL": ""}, {})
+    assert config.node_name == "from-file"
+    assert config.log_level == "INFO"
+
+
+def test_seeds_from_environment_ignore_spaces_and_default_the_port() -> None:
+    environ = {"CAXTON_GOSSIP_SEEDS": " caxton-1:7000 ,caxton-2 , [fd00::2]:7001 ,"}
+    config = load_config(None, environ, {})
+    assert config.gossip.seed_nodes == (
+        Address("caxton-1", 7000),
+        Address("caxton-2", 7946),
+        Address("fd00::2", 7001),
+    )
+    assert config.gossip.enabled is False  # seeds alone do not turn gossip on
+
+
+@pytest.mark.parametrize(
+    ("text", "enabled"),
+    [("true", True), ("YES", True), ("1", True), ("False", False), ("no", False), ("0", False)],
+)
+def test_gossip_enabled_words(text: str, enabled: bool) -> None:
+    assert load_config(None, {"CAXTON_GOSSIP_ENABLED": text}, {}).gossip.enabled is enabled
+    assert load_config(None, {}, {"gossip.enabled": text}).gossip.enabled is enabled
+
+
+def test_log_level_is_case_insensitive() -> None:
+    assert load_config(None, {}, {"log_level": "warning"}).log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("text", "default_port", "expected", "shown"),
+    [
+        ("example.com:80", None, Address("example.com", 80), "example.com:80"),
+        ("10.0.0.1:0", None, Address("10.0.0.1", 0), "10.0.0.1:0"),
+        ("[::1]:65535", None, Address("::1", 65535), "[::1]:65535"),
+        ("caxton-2", 7946, Address("caxton-2", 7946), "caxton-2:7946"),
+        ("[fe80::1]", 7946, Address("fe80::1", 7946), "[fe80::1]:7946"),
+    ],
+)
+def test_parse_address(text: str, default_port: int | None, expected: Address, shown: str) -> None:
+    address = parse_address(text, "k", default_port=default_port)
+    assert address == expected
+    assert str(address) == shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "host",
+        ":80",
+        "host:",
+        "host:65536",
+        "host:-1",
+        "host:http",
+        "::1:80",
+        "[::1",
+        "[::1]x",
+        "[1.2.3.4]:80",
+        "[]:80",
+        "a b:80",
+        "h:1:2",
+    ],
+)
+def test_parse_address_rejects(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_address(text, "http.bind_address")
+    assert str(caught.value).startswith(f"http.bind_address = {text!r}: ")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("1s", 1.0),
+        ("1.5s", 1.5),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        (3, 3.0),
+        (0.25, 0.25),
+        ("7", 7.0),
+    ],
+)
+def test_parse_duration(value: object, seconds: float) -> None:
+    assert parse_duration(value, "k") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0s",
+        "-1s",
+        0,
+        -2,
+        0.0,
+        True,
+        False,
+        None,
+        "soon",
+        "1d",
+        "1 s",
+        "",
+        "s",
+        float("nan"),
+        float("inf"),
+        10**400,
+        ["1s"],
+    ],
+)
+def test_parse_duration_rejects(value: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_duration(value, "reap_interval")
+    assert caught.value.key == "reap_interval"
+    assert caught.value.value is value
+    assert str(caught.value).startswith("reap_interval = ")
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "value"),
+    [
+        ("  reap_interval: soon\n", "reap_interval", "soon"),
+        ("  drain_timeout: 0\n", "drain_timeout", 0),
+        ("  http:\n    bind_address: '127.0.0.1:99999'\n", "http.bind_address", "127.0.0.1:99999"),
+        ("  gossip:\n    bind_address: '::1:7946'\n", "gossip.bind_address", "::1:7946"),
+        ("  gossip:\n    seed_nodes: [ok-1, 'bad:x']\n", "gossip.seed_nodes", "bad:x"),
+        ("  gossip:\n    gosip_interval: 1s\n", "gossip.gosip_interval", "1s"),
+        ("  gosip:\n    enabled: true\n", "gosip", {"enabled": True}),
+        ("  gossip:\n    enabled: 'yes'\n", "gossip.enabled", "yes"),
+        ("  gossip:\n    seed_nodes: 'caxton-1:7946'\n", "gossip.seed_nodes", "caxton-1:7946"),
+        ("  gossip: [enabled]\n", "gossip", ["enabled"]),
+        ("  http:\n    bind_address: 8080\n", "http.bind_address", 8080),
+        ("  node_name: 'bad name!'\n", "node_name", "bad name!"),
+        ("  node_name: ''\n", "node_name", ""),
+        (
+            "  sqlite_path: '{tmp}/no/such/dir/state.db'\n",
+            "sqlite_path",
+            "{tmp}/no/such/dir/state.db",
+        ),
+        ("  sqlite_path: '{tmp}'\n", "sqlite_path", "{tmp}"),
+        ("  log_level: LOUD\n", "log_level", "LOUD"),
+        ("  statsd:\n    prefix: '.caxton'\n", "statsd.prefix", ".caxton"),
+        ("  statsd:\n    prefix: 'a b'\n", "statsd.prefix", "a b"),
+        (
+            "  gossip:\n    gossip_interval: 5s\n    failure_detection_timeout: 5s\n",
+            "gossip.failure_detection_timeout",
+            "5s",
+        ),
+        ("  gossip:\n    gossip_interval: 2m\n", "gossip.failure_detection_timeout", 60.0),
+    ],
+)
+def test_bad_file_value_names_key_and_value(
+    tmp_path: Path, body: str, key: str, value: object
+) -> None:
+    if isinstance(value, str):
+        value = value.format(tmp=tmp_path)
+    error = error_of(write(tmp_path, "caxton_config:\n" + body), {}, {})
+    assert (error.key, error.value) == (key, value)
+    assert str(error).startswith(f"{key} = {value!r}: ")
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (None, "No such file"),
+        ("caxton_config: [unclosed\n", "line 1"),
+        ("caxton_config:\n  node_name: a\n   log_level: b\n", "line 3"),
+        ("node_name: caxton-0\n", "caxton_config"),
+        ("caxton_config: {}\nother: 1\n", "caxton_config"),
+        ("", "caxton_config"),
+        ("caxton_config: 3\n", "caxton_config"),
+        (b"caxton_config:\n  node_name: \xff\n", "character"),
+    ],
+)
+def test_bad_file_names_the_file(tmp_path: Path, text: str | bytes | None, words: str) -> None:
+    path = tmp_path / "caxton.yaml"
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    elif isinstance(text, bytes):
+        path.write_bytes(text)
+    error = error_of(path, {}, {})
+    assert words in str(error)
+    assert "\n" not in str(error)
+    if error.key == "config":
+        assert error.value == str(path)
+    else:
+        assert error.key == "caxton_config"
+
+
+BAD_TEXT = {
+    "node_name": "bad name!",
+    "sqlite_path": "/no/such/dir/state.db",
+    "http.bind_address": "127.0.0.1:http",
+    "gossip.bind_address": "[::1",
+    "gossip.seed_nodes": "caxton-1, caxton-2:notaport",
+    "gossip.enabled": "maybe",
+    "statsd.address": "statsd:99999",
+    "statsd.prefix": "caxton.",
+    "log_level": "LOUD",
+}
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.env], ids=lambda s: s.path)
+def test_bad_environment_value_names_the_variable(setting: Setting) -> None:
+    assert setting.env is not None
+    error = error_of(None, {setting.env: BAD_TEXT[setting.path]}, {})
+    assert error.key == setting.env
+    assert str(error).startswith(f"{setting.env} = ")
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.flag], ids=lambda s: s.path)
+def test_bad_flag_value_names_the_flag(setting: Setting) -> None:
+    assert setting.flag is not None
+    error = error_of(None, {}, {setting.path: BAD_TEXT[setting.path]})
+    assert error.key == setting.flag
+    assert str(error).startswith(f"{setting.flag} = ")
+
+
+def test_unknown_flag_is_refused() -> None:
+    error = error_of(None, {}, {"http.bind": "127.0.0.1:1"})
+    assert str(error) == "http.bind = '127.0.0.1:1': no such flag"
+
+
+def test_errors_name_the_variable_that_gave_the_seed() -> None:
+    error = error_of(None, {"CAXTON_GOSSIP_SEEDS": "caxton-1:notaport"}, {})
+    assert str(error) == (
+        "CAXTON_GOSSIP_SEEDS = 'caxton-1:notaport': port must be a number from 0 to 65535"
+    )
+
+
+def test_settings_table_names_are_unique_and_well_formed() -> None:
+    paths = [s.path for s in SETTINGS]
+    envs = [s.env for s in SETTINGS if s.env is not None]
+    flags = [s.flag for s in SETTINGS if s.flag is not None]
+    for names in (paths, envs, flags):
+        assert len(names) == len(set(names))
+    assert all(env.startswith(ENV_PREFIX) for env in envs)
+    assert all(flag.startswith("--") for flag in flags)
+    assert all(s.help for s in SETTINGS)
+
+
+def test_single_node_example_parses_and_loads_with_a_database_override(tmp_path: Path) -> None:
+    environ = {"CAXTON_SQLITE_PATH": str(tmp_path / "state.db")}
+    config = load_config(CONF / "single-node.yaml", environ, {})
+    assert config.embedded_only is True
+    assert config.sqlite_path == tmp_path / "state.db"
+    assert config.gossip.enabled is False
+
+
+@pytest.mark.skipif(Path("/var/lib/caxton").is_dir(), reason="/var/lib/caxton exists here")
+def test_single_node_example_needs_its_database_directory() -> None:
+    error = error_of(CONF / "single-node.yaml", {}, {})
+    assert str(error) == (
+        "sqlite_path = '/var/lib/caxton/state.db': directory '/var/lib/caxton' does not exist"
+    )
+
+
+def test_multi_node_example_loads() -> None:
+    config = load_config(CONF / "multi-node.yaml", {}, {})
+    assert config.gossip.enabled is True
+    assert config.gossip.bind_address == Address("0.0.0.0", 7946)
+    assert config.gossip.seed_nodes == (Address("caxton-1", 7946), Address("caxton-2", 7946))
+    assert (config.gossip.gossip_interval, config.gossip.failure_detection_timeout) == (1.0, 60.0)

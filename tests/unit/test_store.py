@@ -1,0 +1,139 @@
+"""The SQLite store and its schema, on real files."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from caxton_actors.registry.schema import SCHEMA_VERSION, SchemaError
+from caxton_actors.registry.store import Agent, Store, Tx
+
+# The seed's own SQL, as a version-0 file would hold it.
+SEED_SQL = """
+CREATE TABLE agents (id TEXT PRIMARY KEY, node_id TEXT NOT NULL,
+    capabilities TEXT NOT NULL, last_seen INTEGER NOT NULL, status TEXT DEFAULT 'active');
+CREATE TABLE conversations (id TEXT PRIMARY KEY, participants TEXT NOT NULL,
+    created_at INTEGER NOT NULL, last_activity INTEGER NOT NULL);
+CREATE TABLE pending_messages (correlation_id TEXT PRIMARY KEY, sender_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+INSERT INTO agents VALUES ('old-1', 'n0', '["search","chat"]', 5, 'active');
+INSERT INTO agents VALUES ('old-2', 'n0', '["chat"]', 6, 'active');
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "state.db", "node-a")
+
+
+def run(store: Store, now: int, *requests: Callable[[Tx], Any]) -> list[Any]:
+    results, _ = store.run_batch(requests, now)
+    return results
+
+
+def test_new_file_gets_current_schema_and_wal(tmp_path: Path) -> None:
+    Store(tmp_path / "state.db", "n").close()
+    raw = sqlite3.connect(tmp_path / "state.db")
+    assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"agents", "conversations", "pending_messages", "agent_capabilities"} <= tables
+
+
+def test_seed_file_migrates_and_its_agents_are_found_by_capability(tmp_path: Path) -> None:
+    path = tmp_path / "seed.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(SEED_SQL)
+    raw.close()
+    store = Store(path, "n0")
+    (chat, search) = run(
+        store,
+        10,
+        lambda tx: tx.list_agents("chat", None, 10),
+        lambda tx: tx.list_agents("search", None, 10),
+    )
+    assert [a.id for a in chat] == ["old-1", "old-2"]
+    assert [a.id for a in search] == ["old-1"]
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(SchemaError, match="newer"):
+        Store(path, "n")
+
+
+def test_put_update_and_capability_pages(store: Store) -> None:
+    put = [lambda tx, i=i: tx.put_agent(f"a{i:03d}", ("x",) if i % 2 else ("y",)) for i in range(10)]
+    results, delta = store.run_batch(put, 100)
+    assert delta == 10
+    assert all(w.created for w in results)
+    (updated,) = run(store, 200, lambda tx: tx.put_agent("a001", ("y", "z")))
+    assert not updated.created
+    assert updated.record == Agent("a001", "node-a", ("y", "z"), 200, "active")
+    (first, rest, none_x) = run(
+        store,
+        300,
+        lambda tx: tx.list_agents("y", None, 3),
+        lambda tx: tx.list_agents("y", "a002", 100),
+        lambda tx: tx.list_agents("x", "a009", 100),
+    )
+    assert [a.id for a in first] == ["a000", "a001", "a002"]
+    assert [a.id for a in rest] == ["a004", "a006", "a008"]
+    assert none_x == []
+
+
+def test_delete_removes_agent_and_its_capabilities(store: Store) -> None:
+    run(store, 1, lambda tx: tx.put_agent("gone", ("c",)))
+    results, delta = store.run_batch(
+        [lambda tx: tx.delete_agent("gone"), lambda tx: tx.delete_agent("gone")], 2
+    )
+    assert results == [True, False]
+    assert delta == -1
+    assert run(store, 3, lambda tx: tx.list_agents("c", None, 10)) == [[]]
+
+
+def test_a_failing_request_rolls_back_the_whole_batch(store: Store) -> None:
+    def explode(tx: Tx) -> None:
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        store.run_batch([lambda tx: tx.put_agent("half", ("c",)), explode], 1)
+    assert run(store, 2, lambda tx: tx.get_agent("half")) == [None]
+
+
+def test_correlations_expire_before_and_after_reaping(store: Store) -> None:
+    (created,) = run(store, 1000, lambda tx: tx.create_correlation("c1", "s", 500))
+    assert created is not None
+    assert run(store, 1200, lambda tx: tx.create_correlation("c1", "s", 500)) == [None]
+    assert run(store, 1499, lambda tx: tx.get_correlation("c1")) != [None]
+    assert run(store, 1500, lambda tx: tx.get_correlation("c1")) == [None]
+    # Expired but not yet reaped: the id can be used again.
+    (again,) = run(store, 1600, lambda tx: tx.create_correlation("c1", "t", 100))
+    assert again is not None
+    assert run(store, 1800, lambda tx: tx.reap_correlations()) == [1]
+
+
+def test_conversation_activity_never_moves_back(store: Store) -> None:
+    run(store, 50, lambda tx: tx.create_conversation("conv", ("a", "b")))
+    assert run(store, 60, lambda tx: tx.create_conversation("conv", ("a",))) == [None]
+    (touched,) = run(store, 40, lambda tx: tx.touch_conversation("conv"))
+    assert touched.last_activity == 50
+    (touched,) = run(store, 90, lambda tx: tx.touch_conversation("conv"))
+    assert touched.last_activity == 90
+    assert touched.participants == ("a", "b")
+
+
+def test_data_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    first = Store(path, "n")
+    run(first, 1, lambda tx: tx.put_agent("kept", ("c",)))
+    first.close()
+    again = Store(path, "n")
+    assert run(again, 2, Tx.count_agents) == [1]
