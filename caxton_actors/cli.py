@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s {config.node_name} %(name)s: %(message)s",
     )
     # Imported here so that a config error costs no gevent or SQLAlchemy import.
-    from caxton_actors.node import Node, StartError
+    from caxton_actors.node import Node, StartError  # noqa: PLC0415
 
     try:
         Node(config).run_until_signalled()

@@ -20,7 +20,7 @@ from caxton_actors.runtime.actor import GeventActor
 log = logging.getLogger(__name__)
 
 
-class _NoDelayServer(WSGIServer):
+class _NoDelayServer(WSGIServer):  # type: ignore[misc]  # gevent ships no stubs for pywsgi
     """pywsgi writes headers and body in two sends; with Nagle on, a keep-alive
     client waits for a delayed ACK between them (about 40 ms a request)."""
 
@@ -32,7 +32,7 @@ class _NoDelayServer(WSGIServer):
 class HttpActor(GeventActor):
     """Binds when built, so a port in use fails start-up with a clear error."""
 
-    def __init__(self, app: falcon.App, bind: Address, drain_timeout: float) -> None:
+    def __init__(self, app: falcon.App[Any, Any], bind: Address, drain_timeout: float) -> None:
         super().__init__()
         self._drain_timeout = drain_timeout
         self._server = _NoDelayServer((bind.host, bind.port), app, log=None, error_log=log)

@@ -169,9 +169,7 @@ class RegistryActor(GeventActor):
         self._worker = gevent.threadpool.ThreadPool(1)
         try:
             self._store: Store = self._worker.apply(Store, (path, node_id))
-            (count,), _ = self._worker.apply(
-                self._store.run_batch, ([Tx.count_agents], _now_ms())
-            )
+            (count,), _ = self._worker.apply(self._store.run_batch, ([Tx.count_agents], _now_ms()))
         except BaseException:
             self._worker.kill()
             raise
@@ -196,9 +194,7 @@ class RegistryActor(GeventActor):
             return self._agent_count
         if not isinstance(message, RegistryRequest):
             return super().on_receive(message)
-        followers = self.take_ready(
-            lambda m: isinstance(m, RegistryRequest), MAX_BATCH - 1
-        )
+        followers = self.take_ready(lambda m: isinstance(m, RegistryRequest), MAX_BATCH - 1)
         requests = [message] + [envelope.message for envelope in followers]
         try:
             results = self._run(requests)
@@ -231,7 +227,7 @@ class RegistryActor(GeventActor):
         while True:
             gevent.sleep(self._reap_interval)
             try:
-                expired = self.actor_ref.ask(ReapCorrelations())
+                expired: int = self.actor_ref.ask(ReapCorrelations(), block=False).get()
             except Exception:
                 log.exception("reaping expired correlations failed; will retry")
                 continue

@@ -39,23 +39,21 @@ class _Metrics:
 def _route_not_found(
     req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
 ) -> None:
-    raise falcon.HTTPNotFound(
-        description=f"no route {req.path}; GET /openapi.json lists them"
-    )
+    raise falcon.HTTPNotFound(description=f"no route {req.path}; GET /openapi.json lists them")
 
 
 def _method_not_allowed(
     req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
 ) -> None:
     assert isinstance(ex, falcon.HTTPMethodNotAllowed)
-    allowed = (ex.headers or {}).get("Allow", "")
+    allowed = dict(ex.headers or {}).get("Allow", "")
     raise falcon.HTTPMethodNotAllowed(
         allowed.split(", ") if allowed else [],
         description=f"{req.method} is not allowed on {req.path}; allowed: {allowed}",
     )
 
 
-def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App:
+def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App[Any, Any]:
     app = falcon.App(middleware=[_Metrics(stats)])
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
@@ -69,9 +67,7 @@ def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App:
     app.add_route("/agents/{agent_id}", r.AgentItem(actors))
     app.add_route("/conversations", r.ConversationList(actors))
     app.add_route("/conversations/{conversation_id}", r.ConversationItem(actors))
-    app.add_route(
-        "/conversations/{conversation_id}/activity", r.ConversationActivity(actors)
-    )
+    app.add_route("/conversations/{conversation_id}/activity", r.ConversationActivity(actors))
     app.add_route("/correlations", r.CorrelationList(actors))
     app.add_route("/correlations/{correlation_id}", r.CorrelationItem(actors))
     app.add_route("/openapi.json", OpenApi())

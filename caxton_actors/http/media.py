@@ -48,6 +48,4 @@ def read_json_object(req: falcon.Request) -> dict[str, Any]:
 
 
 def _too_large() -> falcon.HTTPContentTooLarge:
-    return falcon.HTTPContentTooLarge(
-        description=f"the body is larger than {MAX_BODY_BYTES} bytes"
-    )
+    return falcon.HTTPContentTooLarge(description=f"the body is larger than {MAX_BODY_BYTES} bytes")

@@ -233,9 +233,7 @@ class ConversationList(Resource):
 class ConversationItem(Resource):
     name = "conversation"
 
-    def on_get(
-        self, req: falcon.Request, resp: falcon.Response, conversation_id: str
-    ) -> None:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, conversation_id: str) -> None:
         found = self.registry(GetConversation(valid_id(conversation_id, "conversation id")))
         if found is None:
             raise _not_found("conversation", conversation_id)
@@ -245,9 +243,7 @@ class ConversationItem(Resource):
 class ConversationActivity(Resource):
     name = "conversation_activity"
 
-    def on_post(
-        self, req: falcon.Request, resp: falcon.Response, conversation_id: str
-    ) -> None:
+    def on_post(self, req: falcon.Request, resp: falcon.Response, conversation_id: str) -> None:
         found = self.registry(TouchConversation(valid_id(conversation_id, "conversation id")))
         if found is None:
             raise _not_found("conversation", conversation_id)
@@ -275,9 +271,7 @@ class CorrelationList(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req)
         _known_fields(body, {"correlation_id", "sender_id", "ttl"})
-        correlation_id = valid_id(
-            body.get("correlation_id", str(uuid.uuid4())), "correlation_id"
-        )
+        correlation_id = valid_id(body.get("correlation_id", str(uuid.uuid4())), "correlation_id")
         sender_id = valid_id(_required(body, "sender_id"), "sender_id")
         ttl_ms = _ttl_ms(_required(body, "ttl"))
         created = self.registry(CreateCorrelation(correlation_id, sender_id, ttl_ms))
@@ -293,17 +287,13 @@ class CorrelationList(Resource):
 class CorrelationItem(Resource):
     name = "correlation"
 
-    def on_get(
-        self, req: falcon.Request, resp: falcon.Response, correlation_id: str
-    ) -> None:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, correlation_id: str) -> None:
         found = self.registry(GetCorrelation(valid_id(correlation_id, "correlation id")))
         if found is None:
             raise _not_found("live correlation", correlation_id)
         resp.media = dataclasses.asdict(found)
 
-    def on_delete(
-        self, req: falcon.Request, resp: falcon.Response, correlation_id: str
-    ) -> None:
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, correlation_id: str) -> None:
         if not self.registry(DeleteCorrelation(valid_id(correlation_id, "correlation id"))):
             raise _not_found("live correlation", correlation_id)
         resp.status = falcon.HTTP_204

@@ -83,9 +83,7 @@ def _json_list(text: str) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
-    _v1_seed_tables_and_capability_index,
-)
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1_seed_tables_and_capability_index,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

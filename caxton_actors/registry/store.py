@@ -116,30 +116,22 @@ class Tx:
             self.conn.execute(sa.insert(agents).values(id=agent_id, **values))
             self.agents_delta += 1
         else:
+            self.conn.execute(sa.update(agents).where(agents.c.id == agent_id).values(**values))
             self.conn.execute(
-                sa.update(agents).where(agents.c.id == agent_id).values(**values)
-            )
-            self.conn.execute(
-                sa.delete(agent_capabilities).where(
-                    agent_capabilities.c.agent_id == agent_id
-                )
+                sa.delete(agent_capabilities).where(agent_capabilities.c.agent_id == agent_id)
             )
         if capabilities:
             self.conn.execute(
                 sa.insert(agent_capabilities),
                 [{"agent_id": agent_id, "capability": c} for c in capabilities],
             )
-        return Written(
-            Agent(agent_id, self.node_id, capabilities, self.now, "active"), created
-        )
+        return Written(Agent(agent_id, self.node_id, capabilities, self.now, "active"), created)
 
     def get_agent(self, agent_id: str) -> Agent | None:
         row = self.conn.execute(sa.select(agents).where(agents.c.id == agent_id)).first()
         return None if row is None else _agent(row)
 
-    def list_agents(
-        self, capability: str | None, after: str | None, limit: int
-    ) -> list[Agent]:
+    def list_agents(self, capability: str | None, after: str | None, limit: int) -> list[Agent]:
         """A page of agents in id order, starting after ``after``."""
         query = sa.select(agents)
         if capability is not None:
@@ -245,7 +237,7 @@ class Tx:
         return deleted.rowcount
 
     def check(self) -> bool:
-        return self.conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+        return bool(self.conn.exec_driver_sql("SELECT 1").scalar_one() == 1)
 
 
 def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -268,9 +260,7 @@ class Store:
         with self._conn.begin():
             migrate(self._conn)
 
-    def run_batch(
-        self, requests: Sequence[Callable[[Tx], Any]], now: int
-    ) -> tuple[list[Any], int]:
+    def run_batch(self, requests: Sequence[Callable[[Tx], Any]], now: int) -> tuple[list[Any], int]:
         """Run every request in one transaction; return their results and the agent delta.
 
         A request that raises rolls the whole batch back, so either every

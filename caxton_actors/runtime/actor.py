@@ -10,8 +10,8 @@ pins pykka's minor version and ``tests/unit/test_runtime.py`` exercises them.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gevent
@@ -85,7 +85,7 @@ class GeventActor(pykka.Actor):
 
     @staticmethod
     def _create_actor_inbox() -> ActorInbox:
-        inbox: gevent.queue.Queue[Envelope[Any]] = gevent.queue.Queue()
+        inbox: ActorInbox = gevent.queue.Queue()
         return inbox
 
     @staticmethod
@@ -95,16 +95,14 @@ class GeventActor(pykka.Actor):
     def _start_actor_loop(self) -> None:
         gevent.spawn(self._actor_loop)
 
-    def take_ready(
-        self, accept: Callable[[Any], bool], limit: int
-    ) -> list[Envelope[Any]]:
+    def take_ready(self, accept: Callable[[Any], bool], limit: int) -> list[Envelope[Any]]:
         """Remove and return the envelopes already waiting at the head of the inbox.
 
         Stops at the first message ``accept`` refuses, so order is kept. The
         caller owns the returned envelopes and must resolve their ``reply_to``.
         This is how an actor batches: one wake-up handles everything queued.
         """
-        inbox: gevent.queue.Queue[Envelope[Any]] = self.actor_inbox  # type: ignore[assignment]
+        inbox: gevent.queue.Queue[Envelope[Any]] = self.actor_inbox
         taken: list[Envelope[Any]] = []
         while len(taken) < limit and not inbox.empty():
             if not accept(inbox.peek_nowait().message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import sqlite3
 import time
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def test_conversations(api: NodeProcess) -> None:
     assert touched.json["last_activity"] > created.json["last_activity"]
     named = api.request("POST", "/conversations", {"id": "conv-x", "participants": ["a"]})
     assert named.json["id"] == "conv-x"
-    assert api.request("POST", "/conversations", {"id": "conv-x", "participants": ["a"]}).status == 409
+    assert (
+        api.request("POST", "/conversations", {"id": "conv-x", "participants": ["a"]}).status == 409
+    )
     assert api.request("GET", "/conversations/nope").status == 404
     assert api.request("POST", "/conversations/nope/activity").status == 404
 
@@ -103,8 +106,6 @@ def test_correlation_given_id_conflict_and_delete(api: NodeProcess) -> None:
 
 
 def test_reaper_deletes_expired_rows(api: NodeProcess) -> None:
-    import sqlite3
-
     api.request("POST", "/correlations", {"correlation_id": "reaped", "sender_id": "s", "ttl": 0.1})
     time.sleep(1.6)  # past the ttl and at least one reap interval (1s)
     rows = sqlite3.connect(api.db_path).execute(
@@ -137,8 +138,22 @@ BAD_REQUESTS = [
     ("PUT", "/agents/a1", b'{"capabilities": [], "x": 1}', None, 400, "unknown field(s): x"),
     ("PUT", "/agents/" + "a" * 129, b'{"capabilities": []}', None, 400, "1 to 128"),
     ("PUT", "/agents/bad%20id", b'{"capabilities": []}', None, 400, "may hold only"),
-    ("PUT", "/agents/a1", b'{"capabilities": []}', {"Content-Type": "text/plain"}, 415, "application/json"),
-    ("PUT", "/agents/a1", b'{"capabilities": ["' + b"c" * 70_000 + b'"]}', None, 413, "larger than"),
+    (
+        "PUT",
+        "/agents/a1",
+        b'{"capabilities": []}',
+        {"Content-Type": "text/plain"},
+        415,
+        "application/json",
+    ),
+    (
+        "PUT",
+        "/agents/a1",
+        b'{"capabilities": ["' + b"c" * 70_000 + b'"]}',
+        None,
+        413,
+        "larger than",
+    ),
     ("POST", "/conversations", b'{"participants": []}', None, 400, "1 to 64"),
     ("POST", "/correlations", b'{"sender_id": "s", "ttl": "soon"}', None, 400, "ttl"),
     ("POST", "/correlations", b'{"sender_id": "s", "ttl": -1}', None, 400, "ttl"),
@@ -196,8 +211,6 @@ def test_chunked_body_over_the_limit_is_refused(api: NodeProcess) -> None:
 
 
 def test_data_is_in_the_sqlite_file(api: NodeProcess, tmp_path: Path) -> None:
-    import sqlite3
-
     api.request("PUT", "/agents/on-disk", {"capabilities": ["disk"]})
     row = sqlite3.connect(api.db_path).execute(
         "SELECT node_id, capabilities, status FROM agents WHERE id = 'on-disk'"

@@ -20,9 +20,7 @@ def _real_routes() -> dict[str, set[str]]:
         app = create_app(Actors(ref, {}, 1.0), NullMetrics())
         return {
             route.path: {
-                m.method
-                for m in route.methods
-                if not m.internal and m.method not in IMPLICIT
+                m.method for m in route.methods if not m.internal and m.method not in IMPLICIT
             }
             for route in falcon.inspect.inspect_routes(app)
         }

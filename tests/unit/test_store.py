@@ -70,7 +70,9 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_put_update_and_capability_pages(store: Store) -> None:
-    put = [lambda tx, i=i: tx.put_agent(f"a{i:03d}", ("x",) if i % 2 else ("y",)) for i in range(10)]
+    put = [
+        lambda tx, i=i: tx.put_agent(f"a{i:03d}", ("x",) if i % 2 else ("y",)) for i in range(10)
+    ]
     results, delta = store.run_batch(put, 100)
     assert delta == 10
     assert all(w.created for w in results)
