@@ -1,0 +1,1 @@
+"""The deterministic simulator: the real SWIM core in virtual time."""

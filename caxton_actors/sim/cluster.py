@@ -1,0 +1,198 @@
+"""A deterministic cluster: the real SWIM core, virtual time, a seeded network.
+
+Every node is a :class:`~caxton_actors.swim.node.SwimNode`, exactly what the
+actors run. The network delivers each packet after a random delay, and may
+lose, duplicate or (through the delays) reorder it; partitions drop packets
+between groups; a paused node's timers and packets wait until it resumes; a
+crashed node is gone. One seed, one run: everything random draws from RNGs
+derived from it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from caxton_actors.swim.messages import Addr, MemberChanged, Packet, State
+from caxton_actors.swim.node import Outgoing, SwimNode
+from caxton_actors.swim.timing import LAN, Timing
+
+GOSSIP_PORT = 7946
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    loss: float = 0.0
+    min_delay: float = 0.0005
+    max_delay: float = 0.005
+    duplicate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A membership change as one node saw it."""
+
+    at: float
+    observer: str
+    member: str
+    state: State
+    incarnation: int
+
+
+@dataclass(slots=True)
+class _Host:
+    node: SwimNode
+    paused_until: float = 0.0
+    wake_token: int = 0
+
+
+@dataclass(order=True)
+class _Event:
+    at: float
+    order: int
+    kind: str = field(compare=False)
+    host: str = field(compare=False)
+    packet: Packet | None = field(compare=False, default=None)
+    token: int = field(compare=False, default=0)
+
+
+def addr_of(name: str) -> Addr:
+    return (name, GOSSIP_PORT)
+
+
+class Cluster:
+    def __init__(self, seed: int, timing: Timing = LAN, network: Network = Network()) -> None:
+        self.seed = seed
+        self.timing = timing
+        self.network = network
+        self.now = 0.0
+        self._rng = random.Random(seed)
+        self._hosts: dict[str, _Host] = {}
+        self._crashed: set[str] = set()
+        self._groups: dict[str, int] | None = None
+        self._queue: list[_Event] = []
+        self._order = itertools.count()
+        self.observed: list[Observed] = []
+        self.sent: Counter[str] = Counter()
+        """Packets each node sent."""
+
+    # Building and breaking the cluster.
+
+    def start(self, name: str, seeds: Iterable[str] = (), incarnation: int = 0) -> None:
+        node_rng = random.Random(self._rng.getrandbits(64))
+        node = SwimNode(
+            name, addr_of(name), self.timing, node_rng, self.now, incarnation=incarnation
+        )
+        self._crashed.discard(name)
+        self._hosts[name] = _Host(node)
+        self._deliver_outputs(name, node.join(self.now, [addr_of(s) for s in seeds]))
+        self._schedule_wake(name)
+
+    def start_many(self, size: int, prefix: str = "n") -> list[str]:
+        """Start ``size`` nodes, each joining through the first."""
+        names = [f"{prefix}{i}" for i in range(size)]
+        for i, name in enumerate(names):
+            self.start(name, seeds=names[:1] if i else ())
+        return names
+
+    def crash(self, name: str) -> None:
+        self._crashed.add(name)
+        del self._hosts[name]
+
+    def pause(self, name: str, duration: float) -> None:
+        self._hosts[name].paused_until = self.now + duration
+
+    def leave(self, name: str) -> None:
+        self._deliver_outputs(name, self._hosts[name].node.leave(self.now))
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        self._groups = {name: i for i, group in enumerate(groups) for name in group}
+
+    def heal(self) -> None:
+        self._groups = None
+
+    # Looking at it.
+
+    @property
+    def live(self) -> list[str]:
+        return sorted(self._hosts)
+
+    def node(self, name: str) -> SwimNode:
+        return self._hosts[name].node
+
+    def view(self, name: str) -> dict[str, State]:
+        return {r.name: r.state for r in self.node(name).members.records()}
+
+    def converged(self) -> bool:
+        """Every live node sees exactly the live nodes alive, and agrees on the rest."""
+        live = set(self._hosts)
+        views = [self.view(name) for name in live]
+        return all({m for m, s in view.items() if s is State.ALIVE} == live for view in views)
+
+    # Running it.
+
+    def run_until(self, until: float) -> None:
+        while self._queue and self._queue[0].at <= until:
+            event = heapq.heappop(self._queue)
+            self.now = max(self.now, event.at)
+            host = self._hosts.get(event.host)
+            if host is None:
+                continue
+            if host.paused_until > self.now:
+                # A stopped process: its timers fire and its packets are read on resume.
+                event.at = host.paused_until
+                event.order = next(self._order)
+                heapq.heappush(self._queue, event)
+                continue
+            if event.kind == "wake":
+                if event.token != host.wake_token:
+                    continue
+                outputs = host.node.tick(self.now)
+            else:
+                assert event.packet is not None
+                outputs = host.node.handle(self.now, event.packet)
+            self._deliver_outputs(event.host, outputs)
+            self._schedule_wake(event.host)
+        self.now = until
+
+    def run_for(self, duration: float) -> None:
+        self.run_until(self.now + duration)
+
+    def _schedule_wake(self, name: str) -> None:
+        host = self._hosts[name]
+        host.wake_token += 1
+        at = max(self.now, host.node.next_deadline())
+        heapq.heappush(
+            self._queue, _Event(at, next(self._order), "wake", name, token=host.wake_token)
+        )
+
+    def _deliver_outputs(self, sender: str, outputs: list[object]) -> None:
+        for output in outputs:
+            if isinstance(output, MemberChanged):
+                m = output.member
+                self.observed.append(Observed(self.now, sender, m.name, m.state, m.incarnation))
+            elif isinstance(output, Outgoing):
+                self.sent[sender] += 1
+                self._send(sender, output)
+
+    def _send(self, sender: str, outgoing: Outgoing) -> None:
+        receiver = outgoing.to[0]
+        if receiver not in self._hosts or self._cut(sender, receiver):
+            return
+        net = self.network
+        copies = 1 + (self._rng.random() < net.duplicate)
+        for _ in range(copies):
+            if self._rng.random() < net.loss:
+                continue
+            at = self.now + self._rng.uniform(net.min_delay, net.max_delay)
+            heapq.heappush(
+                self._queue, _Event(at, next(self._order), "packet", receiver, outgoing.packet)
+            )
+
+    def _cut(self, a: str, b: str) -> bool:
+        groups = self._groups
+        return groups is not None and groups.get(a, -1) != groups.get(b, -1)

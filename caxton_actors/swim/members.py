@@ -1,0 +1,365 @@
+"""The member table: who is in the cluster, in what state, and what to tell others.
+
+Incarnation numbers order what is said about a member: only the member itself
+raises its own, to refute a suspicion; a claim about an older incarnation is
+stale and ignored. Every accepted change is queued for dissemination and
+piggybacked on later messages a limited number of times (growing as log N).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from caxton_actors.swim.messages import (
+    Addr,
+    Alive,
+    Dead,
+    Effect,
+    Gossip,
+    Left,
+    MemberChanged,
+    MemberRecord,
+    Meta,
+    Refuted,
+    Send,
+    State,
+    StateSync,
+    Suspect,
+    Update,
+)
+from caxton_actors.swim.suspicion import Suspicion
+from caxton_actors.swim.timing import Timing
+
+# Longest wait between two join attempts while no seed has answered.
+JOIN_RETRY_MAX = 30.0
+
+
+class BroadcastQueue:
+    """Pending updates, at most one per member; the least-sent go out first."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[Update, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def push(self, update: Update) -> None:
+        self._pending[update.name] = (update, 0)  # a newer word replaces the older
+
+    def take(self, max_items: int, limit: int, prefer: str | None = None) -> tuple[Update, ...]:
+        """Up to ``max_items`` updates, ``prefer``'s first; dropped after ``limit`` sends."""
+        ranked = sorted(self._pending.items(), key=lambda item: (item[0] != prefer, item[1][1]))
+        taken = []
+        for name, (update, sent) in ranked[:max_items]:
+            taken.append(update)
+            if sent + 1 >= limit:
+                del self._pending[name]
+            else:
+                self._pending[name] = (update, sent + 1)
+        return tuple(taken)
+
+
+@dataclass(slots=True)
+class _Entry:
+    record: MemberRecord
+    changed_at: float
+    suspicion: Suspicion | None = None
+
+
+class Members:
+    """This node's view of the cluster, and the updates it still has to spread."""
+
+    def __init__(
+        self,
+        name: str,
+        addr: Addr,
+        meta: Meta,
+        incarnation: int,
+        timing: Timing,
+        rng: random.Random,
+        now: float,
+    ) -> None:
+        self.name = name
+        self.addr = addr
+        self.timing = timing
+        self._rng = rng
+        me = MemberRecord(name, addr, incarnation, State.ALIVE, meta)
+        self._table: dict[str, _Entry] = {name: _Entry(me, now)}
+        self._queue = BroadcastQueue()
+        self._queue.push(Alive(name, incarnation, addr, meta))
+        self._next_gossip = now + timing.gossip_interval
+        self._next_push_pull = now + rng.uniform(0.5, 1.0) * timing.push_pull_interval
+        self._seeds: tuple[Addr, ...] = ()
+        self._next_join: float | None = None
+        self._join_backoff = 1.0
+        self.last_sync: float | None = None
+        """When a full-state exchange last arrived from a peer."""
+
+    # Views.
+
+    @property
+    def me(self) -> MemberRecord:
+        return self._table[self.name].record
+
+    def records(self) -> list[MemberRecord]:
+        return [entry.record for entry in self._table.values()]
+
+    def changed_at(self, name: str) -> float:
+        return self._table[name].changed_at
+
+    def peers(self) -> list[MemberRecord]:
+        """Other members that are alive or suspect: the ones worth talking to."""
+        return [
+            e.record
+            for e in self._table.values()
+            if e.record.name != self.name and e.record.state in (State.ALIVE, State.SUSPECT)
+        ]
+
+    def take_broadcasts(self, max_items: int, prefer: str | None = None) -> tuple[Update, ...]:
+        limit = self.timing.retransmit_limit(len(self._table))
+        return self._queue.take(max_items, limit, prefer)
+
+    # Commands from the shell.
+
+    def join(self, now: float, seeds: Sequence[Addr]) -> list[Effect]:
+        """Ask every seed for a full-state exchange; retried with backoff while alone."""
+        self._seeds = tuple(s for s in seeds if s != self.addr)
+        self._join_backoff = 1.0
+        return self._send_join(now)
+
+    def leave(self, now: float) -> list[Effect]:
+        """Say goodbye: ``left`` everywhere, never ``dead``."""
+        me = self.me
+        left = Left(self.name, me.incarnation + 1)
+        self._set(now, replace(me, incarnation=left.incarnation, state=State.LEFT))
+        self._queue.push(left)
+        self._next_join = None
+        return [MemberChanged(self.me, State.ALIVE), *self._gossip_round()]
+
+    def suspect(self, now: float, name: str, incarnation: int) -> list[Effect]:
+        """The prober found ``name`` silent for a whole protocol period."""
+        return self.apply(now, [Suspect(name, incarnation, self.name)])
+
+    # Input from the network.
+
+    def apply(self, now: float, updates: Iterable[Update]) -> list[Effect]:
+        effects: list[Effect] = []
+        for update in updates:
+            match update:
+                case Alive():
+                    effects += self._alive(now, update)
+                case Suspect():
+                    effects += self._suspect(now, update)
+                case Dead():
+                    effects += self._dead(now, update)
+                case Left():
+                    effects += self._left(now, update)
+        return effects
+
+    def on_state_sync(self, now: float, sender: Addr, sync: StateSync) -> list[Effect]:
+        """Merge a peer's table; answer with ours when asked."""
+        self.last_sync = now
+        self._next_join = None  # a seed answered
+        effects: list[Effect] = []
+        for record in sync.members:
+            effects += self._merge(now, record)
+        if sync.reply:
+            effects.append(Send(sender, StateSync(tuple(self.records()), reply=False)))
+        return effects
+
+    # Timers.
+
+    def next_deadline(self) -> float:
+        deadlines = [self._next_gossip, self._next_push_pull]
+        if self._next_join is not None:
+            deadlines.append(self._next_join)
+        deadlines += [e.suspicion.deadline for e in self._table.values() if e.suspicion]
+        reclaim = self.timing.dead_node_reclaim_time
+        deadlines += [
+            e.changed_at + reclaim
+            for e in self._table.values()
+            if e.record.state in (State.DEAD, State.LEFT) and e.record.name != self.name
+        ]
+        return min(deadlines)
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for entry in list(self._table.values()):
+            record = entry.record
+            if entry.suspicion is not None and entry.suspicion.deadline <= now:
+                effects += self._dead(now, Dead(record.name, record.incarnation, self.name))
+            elif (
+                record.state in (State.DEAD, State.LEFT)
+                and record.name != self.name
+                and entry.changed_at + self.timing.dead_node_reclaim_time <= now
+            ):
+                del self._table[record.name]  # the tombstone has outlived any stale word
+        if self._next_join is not None and self._next_join <= now:
+            effects += self._send_join(now)
+        if self._next_gossip <= now:
+            self._next_gossip = now + self.timing.gossip_interval
+            effects += self._gossip_round()
+        if self._next_push_pull <= now:
+            self._next_push_pull = now + self.timing.push_pull_period(len(self._table))
+            effects += self._push_pull()
+        return effects
+
+    # Internals.
+
+    def _send_join(self, now: float) -> list[Effect]:
+        if not self._seeds:
+            self._next_join = None
+            return []
+        self._next_join = now + self._join_backoff
+        self._join_backoff = min(JOIN_RETRY_MAX, self._join_backoff * 2)
+        sync = StateSync(tuple(self.records()), reply=True)
+        return [Send(seed, sync) for seed in self._seeds]
+
+    def _gossip_round(self) -> list[Effect]:
+        if not self._queue:
+            return []
+        peers = self.peers()
+        chosen = self._rng.sample(peers, min(self.timing.gossip_nodes, len(peers)))
+        return [Send(peer.addr, Gossip()) for peer in chosen]
+
+    def _push_pull(self) -> list[Effect]:
+        """Exchange tables with a random live peer, and try one dead member again.
+
+        The second exchange is what heals a partition: a member declared dead on
+        the far side hears it, refutes, and both sides learn each other's table.
+        """
+        sync = StateSync(tuple(self.records()), reply=True)
+        effects: list[Effect] = []
+        for state in (State.ALIVE, State.DEAD):
+            candidates = [e.record for e in self._table.values() if e.record.state is state]
+            candidates = [r for r in candidates if r.name != self.name]
+            if candidates:
+                effects.append(Send(self._rng.choice(candidates).addr, sync))
+        return effects
+
+    def _set(self, now: float, record: MemberRecord) -> MemberChanged | None:
+        """Store ``record``; the event to publish if anything a user sees changed."""
+        entry = self._table.get(record.name)
+        if entry is None:
+            self._table[record.name] = _Entry(record, now)
+            return MemberChanged(record, None)
+        previous = entry.record
+        entry.record = record
+        entry.suspicion = None
+        if previous.state is not record.state:
+            entry.changed_at = now
+        if (previous.state, previous.addr, previous.meta) == (
+            record.state,
+            record.addr,
+            record.meta,
+        ):
+            return None
+        return MemberChanged(record, previous.state)
+
+    def _refute(self, now: float, claimed: int) -> list[Effect]:
+        me = self.me
+        if me.state is State.LEFT:
+            return []
+        incarnation = max(me.incarnation, claimed) + 1
+        self._set(now, replace(me, incarnation=incarnation))
+        self._queue.push(Alive(self.name, incarnation, me.addr, me.meta))
+        return [Refuted(incarnation)]
+
+    def _alive(self, now: float, alive: Alive) -> list[Effect]:
+        if alive.name == self.name:
+            me = self.me
+            if alive.incarnation > me.incarnation or (
+                alive.incarnation == me.incarnation
+                and (alive.addr, alive.meta) != (me.addr, me.meta)
+            ):
+                return self._refute(now, alive.incarnation)  # an older self, or a name clash
+            return []
+        entry = self._table.get(alive.name)
+        if entry is not None and alive.incarnation <= entry.record.incarnation:
+            return []
+        record = MemberRecord(alive.name, alive.addr, alive.incarnation, State.ALIVE, alive.meta)
+        event = self._set(now, record)
+        self._queue.push(alive)
+        return [event] if event else []
+
+    def _suspect(self, now: float, suspect: Suspect) -> list[Effect]:
+        if suspect.name == self.name:
+            if suspect.incarnation >= self.me.incarnation:
+                return self._refute(now, suspect.incarnation)
+            return []
+        entry = self._table.get(suspect.name)
+        if entry is None or suspect.incarnation < entry.record.incarnation:
+            return []
+        state = entry.record.state
+        if state is State.SUSPECT and entry.suspicion is not None:
+            if entry.suspicion.confirm(suspect.by):
+                self._queue.push(suspect)
+            return []
+        if state is not State.ALIVE:
+            return []
+        event = self._set(
+            now, replace(entry.record, incarnation=suspect.incarnation, state=State.SUSPECT)
+        )
+        size = len(self._table)
+        shortest = self.timing.suspicion_timeout(size)
+        entry.suspicion = Suspicion(
+            now,
+            shortest,
+            shortest * self.timing.suspicion_max_timeout_mult,
+            max(0, min(self.timing.suspicion_mult - 2, size - 2)),
+            suspect.by,
+        )
+        self._queue.push(suspect)
+        return [event] if event else []
+
+    def _dead(self, now: float, dead: Dead) -> list[Effect]:
+        if dead.name == self.name:
+            if dead.incarnation >= self.me.incarnation:
+                return self._refute(now, dead.incarnation)
+            return []
+        entry = self._table.get(dead.name)
+        if (
+            entry is None
+            or dead.incarnation < entry.record.incarnation
+            or entry.record.state in (State.DEAD, State.LEFT)
+        ):
+            return []
+        event = self._set(
+            now, replace(entry.record, incarnation=dead.incarnation, state=State.DEAD)
+        )
+        self._queue.push(dead)
+        return [event] if event else []
+
+    def _left(self, now: float, left: Left) -> list[Effect]:
+        entry = self._table.get(left.name)
+        if (
+            left.name == self.name
+            or entry is None
+            or left.incarnation < entry.record.incarnation
+            or entry.record.state is State.LEFT
+        ):
+            return []
+        event = self._set(
+            now, replace(entry.record, incarnation=left.incarnation, state=State.LEFT)
+        )
+        self._queue.push(left)
+        return [event] if event else []
+
+    def _merge(self, now: float, record: MemberRecord) -> list[Effect]:
+        """A record from a full-state exchange, as the updates it stands for.
+
+        A remote ``dead`` is only a suspicion here: it may be stale, and the
+        member gets its chance to refute.
+        """
+        alive = Alive(record.name, record.incarnation, record.addr, record.meta)
+        match record.state:
+            case State.ALIVE:
+                return self._alive(now, alive)
+            case State.SUSPECT | State.DEAD:
+                learned = [] if record.name in self._table else self._alive(now, alive)
+                suspect = Suspect(record.name, record.incarnation, self.name)
+                return learned + self._suspect(now, suspect)
+            case State.LEFT:
+                return self._left(now, Left(record.name, record.incarnation))

@@ -1,0 +1,152 @@
+"""What SWIM nodes say to each other, and what the pure core asks its shell to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+Addr = tuple[str, int]
+Meta = tuple[tuple[str, str], ...]
+"""Node metadata as sorted key/value pairs (immutable, so messages stay hashable)."""
+
+
+class State(Enum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEFT = "left"
+
+
+# Membership updates: disseminated piggybacked on other messages.
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    name: str
+    incarnation: int
+    addr: Addr
+    meta: Meta = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    name: str
+    incarnation: int
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    name: str
+    incarnation: int
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    name: str
+    incarnation: int
+
+
+Update = Alive | Suspect | Dead | Left
+
+
+# Failure detection.
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    seq: int
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """An intermediary's word that the target did not answer it either."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingReq:
+    seq: int
+    target: str
+    target_addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class Gossip:
+    """No payload: a carrier for piggybacked updates."""
+
+
+# Full-state exchange.
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    name: str
+    addr: Addr
+    incarnation: int
+    state: State
+    meta: Meta = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StateSync:
+    """The sender's whole member table; ``reply`` asks for the receiver's in return."""
+
+    members: tuple[MemberRecord, ...]
+    reply: bool
+
+
+Message = Ping | Ack | Nack | PingReq | Gossip | StateSync
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One datagram (or, for a ``StateSync``, one stream message)."""
+
+    sender: str
+    sender_addr: Addr
+    message: Message
+    piggyback: tuple[Update, ...] = ()
+
+
+# Effects the core asks of its shell.
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    to: Addr
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    """A member was seen for the first time, changed state, or changed its metadata."""
+
+    member: MemberRecord
+    previous: State | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFailed:
+    """The prober got no ack, direct or indirect, within a protocol period."""
+
+    name: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refuted:
+    """This node was suspected and answered with a higher incarnation."""
+
+    incarnation: int
+
+
+Effect = Send | MemberChanged | ProbeFailed | Refuted

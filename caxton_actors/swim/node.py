@@ -1,0 +1,110 @@
+"""One SWIM node's pure core: the member table and the prober, wired together.
+
+This is the routing both shells share: packets in (piggybacked updates to the
+member table, probe traffic to the prober, full-state exchanges to the table),
+packets out (each message with the updates still to be spread), and the two
+components' effects on each other (a failed probe becomes a suspicion, a
+member change updates the probe list, a refutation raises the health score).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from caxton_actors.swim.members import Members
+from caxton_actors.swim.messages import (
+    Addr,
+    Effect,
+    Gossip,
+    MemberChanged,
+    Message,
+    Meta,
+    Packet,
+    Ping,
+    ProbeFailed,
+    Refuted,
+    Send,
+    StateSync,
+    Update,
+)
+from caxton_actors.swim.prober import Prober
+from caxton_actors.swim.timing import Timing
+
+# Updates piggybacked on one datagram: keeps it within 1,400 bytes with 63-character names.
+MAX_PIGGYBACK = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    to: Addr
+    packet: Packet
+
+
+Output = Outgoing | MemberChanged | Refuted
+
+
+class SwimNode:
+    def __init__(
+        self,
+        name: str,
+        addr: Addr,
+        timing: Timing,
+        rng: random.Random,
+        now: float,
+        *,
+        meta: Meta = (),
+        incarnation: int = 0,
+    ) -> None:
+        self.name = name
+        self.addr = addr
+        self.members = Members(name, addr, meta, incarnation, timing, rng, now)
+        self.prober = Prober(name, timing, rng, now)
+
+    def join(self, now: float, seeds: Sequence[Addr]) -> list[Output]:
+        return self._run(now, self.members.join(now, seeds))
+
+    def leave(self, now: float) -> list[Output]:
+        return self._run(now, self.members.leave(now))
+
+    def handle(self, now: float, packet: Packet) -> list[Output]:
+        effects = self.members.apply(now, packet.piggyback)
+        message = packet.message
+        if isinstance(message, StateSync):
+            effects += self.members.on_state_sync(now, packet.sender_addr, message)
+        elif not isinstance(message, Gossip):
+            effects += self.prober.on_message(now, packet.sender_addr, message)
+        return self._run(now, effects)
+
+    def tick(self, now: float) -> list[Output]:
+        return self._run(now, self.prober.tick(now) + self.members.tick(now))
+
+    def next_deadline(self) -> float:
+        return min(self.prober.next_deadline(), self.members.next_deadline())
+
+    def _run(self, now: float, effects: list[Effect]) -> list[Output]:
+        outputs: list[Output] = []
+        pending = list(effects)
+        while pending:
+            effect = pending.pop(0)
+            match effect:
+                case Send(to=to, message=message):
+                    outputs.append(Outgoing(to, self._packet(message)))
+                case MemberChanged(member=member):
+                    self.prober.update_member(member)
+                    outputs.append(effect)
+                case ProbeFailed(name=name, incarnation=incarnation):
+                    pending += self.members.suspect(now, name, incarnation)
+                case Refuted():
+                    self.prober.adjust_health(1)
+                    outputs.append(effect)
+        return outputs
+
+    def _packet(self, message: Message) -> Packet:
+        piggyback: tuple[Update, ...] = ()
+        if not isinstance(message, StateSync):  # a full-state exchange carries everything
+            # A pinged suspect hears of its suspicion first, so it can refute at once.
+            prefer = message.target if isinstance(message, Ping) else None
+            piggyback = self.members.take_broadcasts(MAX_PIGGYBACK, prefer)
+        return Packet(self.name, self.addr, message, piggyback)
