@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from caxton_actors.swim.messages import Addr, MemberChanged, Packet, State
-from caxton_actors.swim.node import Outgoing, SwimNode
+from caxton_actors.swim.node import Outgoing, Output, SwimNode
 from caxton_actors.swim.timing import LAN, Timing
 
 GOSSIP_PORT = 7946
@@ -128,10 +128,10 @@ class Cluster:
         return {r.name: r.state for r in self.node(name).members.records()}
 
     def converged(self) -> bool:
-        """Every live node sees exactly the live nodes alive, and agrees on the rest."""
+        """Every live node sees exactly the live nodes up (alive, or suspect and refuting)."""
         live = set(self._hosts)
-        views = [self.view(name) for name in live]
-        return all({m for m, s in view.items() if s is State.ALIVE} == live for view in views)
+        up = (State.ALIVE, State.SUSPECT)
+        return all({m for m, s in self.view(n).items() if s in up} == live for n in live)
 
     # Running it.
 
@@ -170,7 +170,7 @@ class Cluster:
             self._queue, _Event(at, next(self._order), "wake", name, token=host.wake_token)
         )
 
-    def _deliver_outputs(self, sender: str, outputs: list[object]) -> None:
+    def _deliver_outputs(self, sender: str, outputs: list[Output]) -> None:
         for output in outputs:
             if isinstance(output, MemberChanged):
                 m = output.member

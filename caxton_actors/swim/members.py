@@ -90,7 +90,7 @@ class Members:
         self._queue = BroadcastQueue()
         self._queue.push(Alive(name, incarnation, addr, meta))
         self._next_gossip = now + timing.gossip_interval
-        self._next_push_pull = now + rng.uniform(0.5, 1.0) * timing.push_pull_interval
+        self._next_push_pull = now + rng.uniform(0, timing.push_pull_interval)
         self._seeds: tuple[Addr, ...] = ()
         self._next_join: float | None = None
         self._join_backoff = 1.0
