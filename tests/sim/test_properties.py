@@ -8,12 +8,13 @@ from caxton_actors.sim.cluster import Cluster, Network
 from caxton_actors.swim.messages import State
 from caxton_actors.swim.timing import LAN
 
+PERFECT = Network()
 SEEDS = range(40)
 SIZE = 16
 SETTLE = 35.0  # virtual seconds: longer than one push-pull period, which repairs any missed update
 
 
-def _cluster(seed: int, network: Network = Network()) -> Cluster:
+def _cluster(seed: int, network: Network = PERFECT) -> Cluster:
     cluster = Cluster(seed, LAN, network)
     cluster.start_many(SIZE)
     cluster.run_until(SETTLE)
@@ -101,7 +102,8 @@ def test_a_restarted_node_rejoins_with_a_higher_incarnation(seed: int) -> None:
         for r in cluster.node(n).members.records()
         if r.name == "n9"
     }
-    assert len(incarnations) == 1 and incarnations.pop() > 0
+    assert len(incarnations) == 1
+    assert incarnations.pop() > 0
 
 
 def test_a_node_started_before_its_seed_joins_once_it_is_up() -> None:
