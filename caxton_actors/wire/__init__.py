@@ -1,0 +1,1 @@
+"""Bytes on the network: the codec and the gevent transports."""

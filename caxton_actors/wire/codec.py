@@ -1,0 +1,273 @@
+"""SWIM packets to bytes and back: ujson behind one door that trusts nothing.
+
+An envelope is a JSON object::
+
+    {"v": 1, "c": "<cluster label>", "s": "<sender>", "a": ["host", port],
+     "t": "<type>", "p": {<payload>}, "g": [["<update type>", {<update>}], ...]}
+
+``v`` lets a later version add authenticated encryption (a new version wraps
+the same envelope); ``c`` keeps two clusters on one network apart. Decoding
+returns a typed :class:`~caxton_actors.swim.messages.Packet` or raises
+:class:`DecodeError` whose ``reason`` is a fixed word, to be counted.
+
+The seed's ``GossipType`` maps onto the types as: ``StateSync`` is
+``state_sync``; ``NodeJoin`` is ``node_join`` (an alive update); ``NodeLeave``
+is ``node_leave``; ``HealthCheck`` is SWIM's ``ping``, ``ack``, ``nack`` and
+``ping_req``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ujson
+
+from caxton_actors.swim.messages import (
+    Ack,
+    Addr,
+    Alive,
+    Dead,
+    Gossip,
+    Left,
+    MemberRecord,
+    Message,
+    Meta,
+    Nack,
+    Packet,
+    Ping,
+    PingReq,
+    State,
+    StateSync,
+    Suspect,
+    Update,
+)
+
+VERSION = 1
+MAX_DATAGRAM = 1400
+MAX_STREAM_MESSAGE = 8 * 1024 * 1024
+MAX_META_ITEMS = 16
+MAX_META_TEXT = 256
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+class DecodeError(Exception):
+    """A packet that is dropped; ``reason`` names why, for the drop counter."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+# Encoding.
+
+
+def _addr(addr: Addr) -> list[Any]:
+    return [addr[0], addr[1]]
+
+
+def _record(r: MemberRecord) -> dict[str, Any]:
+    return {
+        "n": r.name,
+        "a": _addr(r.addr),
+        "i": r.incarnation,
+        "st": r.state.value,
+        "m": dict(r.meta),
+    }
+
+
+def _payload(message: Message) -> tuple[str, dict[str, Any]]:
+    match message:
+        case Ping(seq=seq, target=target):
+            return "ping", {"q": seq, "n": target}
+        case Ack(seq=seq):
+            return "ack", {"q": seq}
+        case Nack(seq=seq):
+            return "nack", {"q": seq}
+        case PingReq(seq=seq, target=target, target_addr=addr):
+            return "ping_req", {"q": seq, "n": target, "a": _addr(addr)}
+        case Gossip():
+            return "gossip", {}
+        case StateSync(members=members, reply=reply):
+            return "state_sync", {"m": [_record(r) for r in members], "r": reply}
+    raise TypeError(f"not a message: {message!r}")
+
+
+def _update(update: Update) -> list[Any]:
+    match update:
+        case Alive(name=name, incarnation=inc, addr=addr, meta=meta):
+            return ["node_join", {"n": name, "i": inc, "a": _addr(addr), "m": dict(meta)}]
+        case Suspect(name=name, incarnation=inc, by=by):
+            return ["node_suspect", {"n": name, "i": inc, "b": by}]
+        case Dead(name=name, incarnation=inc, by=by):
+            return ["node_dead", {"n": name, "i": inc, "b": by}]
+        case Left(name=name, incarnation=inc):
+            return ["node_leave", {"n": name, "i": inc}]
+    raise TypeError(f"not an update: {update!r}")
+
+
+def encode(packet: Packet, cluster: str, limit: int = MAX_DATAGRAM) -> bytes:
+    """At most ``limit`` bytes: piggybacked updates that do not fit are left off."""
+    kind, payload = _payload(packet.message)
+    envelope = {
+        "v": VERSION,
+        "c": cluster,
+        "s": packet.sender,
+        "a": _addr(packet.sender_addr),
+        "t": kind,
+        "p": payload,
+    }
+    updates = [_update(u) for u in packet.piggyback]
+    while True:
+        envelope["g"] = updates
+        data: bytes = ujson.dumps(envelope, ensure_ascii=False).encode()
+        if len(data) <= limit or not updates:
+            return data
+        updates = updates[:-1]
+
+
+# Decoding: every field checked, every failure a DecodeError.
+
+
+def _field(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = obj.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DecodeError("bad_field", f"{where}.{key}")
+    return value
+
+
+def _seq(obj: Mapping[str, Any], where: str) -> int:
+    value: int = _field(obj, "q", int, where)
+    if not 0 <= value < 2**63:
+        raise DecodeError("bad_field", f"{where}.q")
+    return value
+
+
+def _name(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value: str = _field(obj, key, str, where)
+    if not _NAME.fullmatch(value):
+        raise DecodeError("bad_name", f"{where}.{key}")
+    return value
+
+
+def _incarnation(obj: Mapping[str, Any], where: str) -> int:
+    value: int = _field(obj, "i", int, where)
+    if not 0 <= value < 2**63:
+        raise DecodeError("bad_field", f"{where}.i")
+    return value
+
+
+def _parse_addr(obj: Mapping[str, Any], where: str) -> Addr:
+    value = obj.get("a")
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], str)
+        or not 0 < len(value[0]) <= 255
+        or not isinstance(value[1], int)
+        or isinstance(value[1], bool)
+        or not 0 < value[1] <= 65535
+    ):
+        raise DecodeError("bad_field", f"{where}.a")
+    return (value[0], value[1])
+
+
+def _meta(obj: Mapping[str, Any], where: str) -> Meta:
+    value = obj.get("m", {})
+    if not isinstance(value, dict) or len(value) > MAX_META_ITEMS:
+        raise DecodeError("bad_field", f"{where}.m")
+    for key, item in value.items():
+        if not isinstance(item, str) or len(key) > MAX_META_TEXT or len(item) > MAX_META_TEXT:
+            raise DecodeError("bad_field", f"{where}.m")
+    return tuple(sorted(value.items()))
+
+
+def _parse_record(obj: Any) -> MemberRecord:
+    if not isinstance(obj, dict):
+        raise DecodeError("bad_field", "record")
+    try:
+        state = State(obj.get("st"))
+    except ValueError:
+        raise DecodeError("bad_field", "record.st") from None
+    return MemberRecord(
+        _name(obj, "n", "record"),
+        _parse_addr(obj, "record"),
+        _incarnation(obj, "record"),
+        state,
+        _meta(obj, "record"),
+    )
+
+
+def _parse_sync(p: Mapping[str, Any]) -> StateSync:
+    members = p.get("m")
+    if not isinstance(members, list):
+        raise DecodeError("bad_field", "state_sync.m")
+    return StateSync(tuple(_parse_record(r) for r in members), _field(p, "r", bool, "state_sync"))
+
+
+_MESSAGES: dict[str, Callable[[Mapping[str, Any]], Message]] = {
+    "ping": lambda p: Ping(_seq(p, "ping"), _name(p, "n", "ping")),
+    "ack": lambda p: Ack(_seq(p, "ack")),
+    "nack": lambda p: Nack(_seq(p, "nack")),
+    "ping_req": lambda p: PingReq(
+        _seq(p, "ping_req"), _name(p, "n", "ping_req"), _parse_addr(p, "ping_req")
+    ),
+    "gossip": lambda p: Gossip(),
+    "state_sync": _parse_sync,
+}
+
+_UPDATES: dict[str, Callable[[Mapping[str, Any]], Update]] = {
+    "node_join": lambda u: Alive(
+        _name(u, "n", "node_join"),
+        _incarnation(u, "node_join"),
+        _parse_addr(u, "node_join"),
+        _meta(u, "node_join"),
+    ),
+    "node_suspect": lambda u: Suspect(
+        _name(u, "n", "node_suspect"),
+        _incarnation(u, "node_suspect"),
+        _name(u, "b", "node_suspect"),
+    ),
+    "node_dead": lambda u: Dead(
+        _name(u, "n", "node_dead"), _incarnation(u, "node_dead"), _name(u, "b", "node_dead")
+    ),
+    "node_leave": lambda u: Left(_name(u, "n", "node_leave"), _incarnation(u, "node_leave")),
+}
+
+
+def decode(data: bytes, cluster: str, limit: int = MAX_DATAGRAM) -> Packet:
+    if len(data) > limit:
+        raise DecodeError("oversized", f"{len(data)} bytes")
+    try:
+        envelope = ujson.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise DecodeError("malformed") from None
+    if not isinstance(envelope, dict):
+        raise DecodeError("malformed", "not an object")
+    if envelope.get("v") != VERSION:
+        raise DecodeError("unknown_version", repr(envelope.get("v"))[:20])
+    if envelope.get("c") != cluster:
+        raise DecodeError("other_cluster")
+    kind = envelope.get("t")
+    parse = _MESSAGES.get(kind) if isinstance(kind, str) else None
+    payload = envelope.get("p")
+    if parse is None or not isinstance(payload, dict):
+        raise DecodeError("unknown_type", str(kind)[:20])
+    updates = envelope.get("g", [])
+    if not isinstance(updates, list):
+        raise DecodeError("bad_field", "g")
+    piggyback = []
+    for item in updates:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)):
+            raise DecodeError("bad_field", "g")
+        parse_update = _UPDATES.get(item[0]) if isinstance(item[0], str) else None
+        if parse_update is None:
+            raise DecodeError("unknown_type", str(item[0])[:20])
+        piggyback.append(parse_update(item[1]))
+    return Packet(
+        _name(envelope, "s", "envelope"),
+        _parse_addr(envelope, "envelope"),
+        parse(payload),
+        tuple(piggyback),
+    )

@@ -1,0 +1,102 @@
+"""The wire codec: every message round-trips; anything else is a counted drop."""
+
+from __future__ import annotations
+
+import pytest
+import ujson
+
+from caxton_actors.swim.messages import (
+    Ack,
+    Alive,
+    Dead,
+    Gossip,
+    Left,
+    MemberRecord,
+    Message,
+    Nack,
+    Packet,
+    Ping,
+    PingReq,
+    State,
+    StateSync,
+    Suspect,
+)
+from caxton_actors.wire.codec import MAX_DATAGRAM, DecodeError, decode, encode
+
+ADDR = ("127.0.0.1", 7946)
+UPDATES = (
+    Alive("n1", 3, ("10.0.0.1", 7946), (("http", "10.0.0.1:8080"),)),
+    Suspect("n2", 1, "n1"),
+    Dead("n3", 2, "n1"),
+    Left("n4", 5),
+)
+MESSAGES: list[Message] = [
+    Ping(1, "n2"),
+    Ack(2**40),
+    Nack(3),
+    PingReq(4, "n3", ("::1", 7000)),
+    Gossip(),
+    StateSync((MemberRecord("n1", ADDR, 0, State.SUSPECT, (("k", "v"),)),), reply=True),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_round_trips_with_piggyback(message: Message) -> None:
+    packet = Packet("n0", ADDR, message, UPDATES)
+    data = encode(packet, "prod")
+    assert len(data) <= MAX_DATAGRAM
+    assert decode(data, "prod") == packet
+
+
+def test_updates_that_do_not_fit_are_left_off() -> None:
+    many = tuple(Alive(f"node-{i:02d}-" + "x" * 50, i, ADDR) for i in range(40))
+    data = encode(Packet("n0", ADDR, Gossip(), many), "c")
+    assert len(data) <= MAX_DATAGRAM
+    decoded = decode(data, "c")
+    assert 0 < len(decoded.piggyback) < len(many)
+    assert decoded.piggyback == many[: len(decoded.piggyback)]
+
+
+def _envelope(**changes: object) -> bytes:
+    base: dict[str, object] = {
+        "v": 1,
+        "c": "c",
+        "s": "n0",
+        "a": ["127.0.0.1", 7946],
+        "t": "ack",
+        "p": {"q": 1},
+    }
+    base.update(changes)
+    return ujson.dumps(base).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff\xfe not json", "malformed"),
+        (b"[1, 2]", "malformed"),
+        (b"{" * 2000, "oversized"),
+        (_envelope(v=2), "unknown_version"),
+        (_envelope(c="other"), "other_cluster"),
+        (_envelope(t="shout"), "unknown_type"),
+        (_envelope(p={"q": "1"}), "bad_field"),
+        (_envelope(p={"q": -1}), "bad_field"),
+        (_envelope(p={"q": True}), "bad_field"),
+        (_envelope(s="bad name!"), "bad_name"),
+        (_envelope(a=["127.0.0.1", 70000]), "bad_field"),
+        (_envelope(g=[["node_join", {"n": "x", "i": 1}]]), "bad_field"),
+        (_envelope(g=[["node_nuke", {}]]), "unknown_type"),
+        (_envelope(g="nope"), "bad_field"),
+        (
+            _envelope(
+                t="state_sync",
+                p={"m": [{"n": "a", "a": ["h", 1], "i": 0, "st": "zombie"}], "r": True},
+            ),
+            "bad_field",
+        ),
+    ],
+)
+def test_bad_datagrams_are_dropped_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode(data, "c")
+    assert caught.value.reason == reason
