@@ -19,6 +19,8 @@ from typing import TypeAlias, TypeVar
 
 import yaml
 
+from caxton_actors.swim.timing import PRESETS
+
 ENV_PREFIX = "CAXTON_"
 ROOT_KEY = "caxton_config"
 HTTP_PORT = 8080
@@ -62,8 +64,10 @@ class GossipConfig:
     enabled: bool = False
     bind_address: Address = Address("0.0.0.0", GOSSIP_PORT)
     seed_nodes: tuple[Address, ...] = ()
-    gossip_interval: float = 1.0  # seconds
-    failure_detection_timeout: float = 60.0  # seconds
+    gossip_interval: float = 1.0  # seconds: the protocol period, one probe each
+    failure_detection_timeout: float = 60.0  # seconds a dead or left member is remembered
+    profile: str = "lan"  # the timing preset for everything else (swim/timing.py)
+    cluster_label: str = "caxton"  # nodes with another label ignore this cluster's packets
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +116,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gossip.enabled", "CAXTON_GOSSIP_ENABLED", "--gossip-enabled", "true or false"),
     Setting("gossip.bind_address", "CAXTON_GOSSIP_BIND", "--gossip-bind", "gossip host:port"),
     Setting("gossip.seed_nodes", "CAXTON_GOSSIP_SEEDS", "--gossip-seeds", "host:port,host:port"),
-    Setting("gossip.gossip_interval", None, None, "time between gossip rounds"),
-    Setting("gossip.failure_detection_timeout", None, None, "silence before a peer is dead"),
+    Setting("gossip.gossip_interval", None, None, "the protocol period (one probe each)"),
+    Setting("gossip.failure_detection_timeout", None, None, "how long dead members are kept"),
+    Setting("gossip.profile", "CAXTON_GOSSIP_PROFILE", "--gossip-profile", "lan, wan or local"),
+    Setting("gossip.cluster_label", "CAXTON_GOSSIP_LABEL", "--gossip-label", "cluster label"),
 )
 _PATHS = {s.path for s in SETTINGS}
 _SECTIONS = {s.path.partition(".")[0] for s in SETTINGS if "." in s.path}
@@ -241,6 +247,8 @@ def _build(raw: _Raw) -> Config:
         failure_detection_timeout=get(
             "gossip.failure_detection_timeout", parse_duration, g.failure_detection_timeout
         ),
+        profile=get("gossip.profile", _profile, g.profile),
+        cluster_label=get("gossip.cluster_label", _cluster_label, g.cluster_label),
     )
     if gossip.failure_detection_timeout <= gossip.gossip_interval:
         path = "gossip.failure_detection_timeout"
@@ -295,6 +303,19 @@ _statsd_prefix = _matching(
     r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)?",
     "must be letters, digits, '_' or '-', in parts joined by single dots",
 )
+
+
+_cluster_label = _matching(
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+    "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+)
+
+
+def _profile(value: object, key: str) -> str:
+    profile = _str(value, key)
+    if profile not in PRESETS:
+        raise ConfigError(key, value, f"must be one of {', '.join(PRESETS)}")
+    return profile
 
 
 def _address(default_port: int) -> Callable[[object, str], Address]:

@@ -16,10 +16,17 @@ import statsd
 from caxton_actors.config import StatsdConfig
 
 # The seed's names, unchanged.
-GOSSIP_MESSAGES_SENT = "caxton_gossip_messages_sent_total"  # counter; emitted once gossip runs
-GOSSIP_PEERS = "caxton_gossip_peers"  # gauge
+GOSSIP_MESSAGES_SENT = "caxton_gossip_messages_sent_total"  # counter
+GOSSIP_PEERS = "caxton_gossip_peers"  # gauge: members alive or suspect, this node excluded
 AGENT_REGISTRY_SIZE = "caxton_agent_registry_size"  # gauge
 
+GOSSIP_BYTES_SENT = "caxton_gossip_bytes_sent_total"  # counter
+GOSSIP_DROPPED = "caxton_gossip_dropped_total"  # counter, suffixed .<reason>
+GOSSIP_SUSPICIONS = "caxton_gossip_suspicions_total"  # counter: members this node saw turn suspect
+GOSSIP_REFUTATIONS = "caxton_gossip_refutations_total"  # counter: suspicions of this node refuted
+GOSSIP_DEATHS = "caxton_gossip_deaths_total"  # counter: members this node saw turn dead
+GOSSIP_HEALTH_SCORE = "caxton_gossip_health_score"  # gauge: Lifeguard's local health, 0 is best
+GOSSIP_PROBE_RTT = "caxton_gossip_probe_rtt_ms"  # timer: direct and indirect probe round trips
 HTTP_REQUESTS = "caxton_http_requests_total"  # counter, suffixed .<route>
 HTTP_RESPONSES = "caxton_http_responses_total"  # counter, suffixed .<status class>
 HTTP_REQUEST_TIME = "caxton_http_request_ms"  # timer, suffixed .<route>

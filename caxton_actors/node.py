@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import logging
+import random
 import signal
 from typing import Any
 
 import gevent
 import gevent.event
+import gevent.socket
 import pykka
 import sqlalchemy.exc
 
 from caxton_actors import metrics
-from caxton_actors.actors.http import HttpActor
+from caxton_actors.actors.detector import DetectorActor
+from caxton_actors.actors.http import HttpActor, listen
+from caxton_actors.actors.membership import (
+    JoinCluster,
+    LeaveCluster,
+    MembershipActor,
+    UseDetector,
+)
 from caxton_actors.actors.registry import RegistryActor
-from caxton_actors.config import Address, Config
+from caxton_actors.config import Config
 from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
 from caxton_actors.registry.schema import SchemaError
 from caxton_actors.runtime.lag import LoopLagMonitor
+from caxton_actors.swim.timing import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -26,53 +36,98 @@ log = logging.getLogger(__name__)
 ASK_TIMEOUT = 5.0
 # Seconds between two hub loop lag samples.
 LAG_SAMPLE_INTERVAL = 0.5
+# Gossip rounds a leaving node keeps running so that its goodbye spreads.
+LEAVE_ROUNDS = 3
 
 
 class StartError(Exception):
     """The node could not start: a port in use, an unreadable or newer database file."""
 
 
+def _advertised_host(bind_host: str) -> str:
+    """The address peers should use: the bind address, or this host's when bound to all."""
+    if bind_host not in ("0.0.0.0", "::", ""):
+        return bind_host
+    return str(gevent.socket.getaddrinfo(gevent.socket.gethostname(), None)[0][4][0])
+
+
 class Node:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.stats = metrics.make_metrics(config.statsd)
+        self.stats: metrics.Metrics = metrics.NullMetrics()
         self._lag = LoopLagMonitor(
             LAG_SAMPLE_INTERVAL,
             lambda lag: self.stats.timing(metrics.HUB_LOOP_LAG, lag * 1000),
         )
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
-        self.http_address: Address | None = None
 
     def start(self) -> None:
-        """Start every actor; on failure stop those already running and re-raise."""
-        config = self.config
-        if config.gossip.enabled:
-            log.warning(
-                "gossip.enabled is set, but this version has no membership yet: "
-                "running as a single node"
-            )
+        """Start every actor; on failure stop those already running and raise StartError."""
         try:
-            registry = RegistryActor.start(
-                config.sqlite_path, config.node_name, config.reap_interval, self.stats
-            )
-            self._refs["registry"] = registry
-            app = create_app(Actors(registry, self._refs, ASK_TIMEOUT), self.stats)
-            http = HttpActor.start(app, config.http_bind, config.drain_timeout)
-            self._refs["http"] = http
-        except (OSError, SchemaError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            self._start()
+        except (OSError, SchemaError, ValueError, sqlalchemy.exc.SQLAlchemyError) as exc:
             self.stop()
             raise StartError(str(exc)) from exc
         except BaseException:
             self.stop()
             raise
-        self.http_address = http.proxy().address.get()
-        self.stats.gauge(metrics.GOSSIP_PEERS, 0)
         self._lag.start()
-        log.info("node %s started (database %s)", config.node_name, config.sqlite_path)
+        log.info("node %s started (database %s)", self.config.node_name, self.config.sqlite_path)
+
+    def _start(self) -> None:
+        config = self.config
+        self.stats = metrics.make_metrics(config.statsd)
+        listener = listen(config.http_bind)
+        http_port = listener.getsockname()[1]
+        registry = RegistryActor.start(
+            config.sqlite_path, config.node_name, config.reap_interval, self.stats
+        )
+        self._refs["registry"] = registry
+        membership = detector = None
+        if config.gossip.enabled:
+            membership, detector = self._start_gossip(http_port)
+        else:
+            self.stats.gauge(metrics.GOSSIP_PEERS, 0)
+        actors = Actors(registry, membership, detector, tuple(self._refs.items()), ASK_TIMEOUT)
+        app = create_app(actors, self.stats)
+        self._refs["http"] = HttpActor.start(app, listener, config.drain_timeout)
+        if membership is not None:
+            membership.ask(JoinCluster(config.gossip.seed_nodes), timeout=ASK_TIMEOUT)
+
+    def _start_gossip(self, http_port: int) -> tuple[pykka.ActorRef[Any], pykka.ActorRef[Any]]:
+        config = self.config
+        gossip = config.gossip
+        timing = PRESETS[gossip.profile].with_overrides(
+            probe_interval=gossip.gossip_interval,
+            dead_node_reclaim_time=gossip.failure_detection_timeout,
+        )
+        host = _advertised_host(gossip.bind_address.host)
+        http_host = _advertised_host(config.http_bind.host)
+        rng = random.Random()
+        membership = MembershipActor.start(
+            config.node_name,
+            gossip.bind_address,
+            host,
+            (("http", f"{http_host}:{http_port}"),),
+            timing,
+            gossip.cluster_label,
+            rng,
+            self.stats,
+        )
+        self._refs["membership"] = membership
+        detector = DetectorActor.start(config.node_name, timing, rng, membership, self.stats)
+        self._refs["detector"] = detector
+        membership.tell(UseDetector(detector))
+        return membership, detector
 
     def stop(self) -> None:
-        """Stop in reverse order: no new requests, then the last writes commit."""
+        """Stop in reverse order: no new requests, say goodbye, then the last writes commit."""
         self._lag.stop()
+        membership = self._refs.get("membership")
+        if membership is not None and membership.is_alive():
+            membership.ask(LeaveCluster(), timeout=ASK_TIMEOUT)
+            interval = PRESETS[self.config.gossip.profile].gossip_interval
+            gevent.sleep(LEAVE_ROUNDS * interval)
         for name in reversed(list(self._refs)):
             self._refs.pop(name).stop(block=True)
         log.info("node %s stopped", self.config.node_name)

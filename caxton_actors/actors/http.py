@@ -12,6 +12,8 @@ import socket
 from typing import Any
 
 import falcon
+import gevent.server
+import gevent.socket
 from gevent.pywsgi import WSGIServer
 
 from caxton_actors.config import Address
@@ -29,22 +31,25 @@ class _NoDelayServer(WSGIServer):  # type: ignore[misc]  # gevent ships no stubs
         super().handle(sock, address)
 
 
-class HttpActor(GeventActor):
-    """Binds when built, so a port in use fails start-up with a clear error."""
+def listen(bind: Address) -> gevent.socket.socket:
+    """Bind the API's socket before any actor starts: its port goes into the node's metadata."""
+    try:
+        return gevent.server._tcp_listener((bind.host, bind.port), backlog=1024, reuse_addr=True)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {bind} (http.bind_address): {exc.strerror}") from exc
 
-    def __init__(self, app: falcon.App[Any, Any], bind: Address, drain_timeout: float) -> None:
+
+class HttpActor(GeventActor):
+    def __init__(
+        self, app: falcon.App[Any, Any], listener: gevent.socket.socket, drain_timeout: float
+    ) -> None:
         super().__init__()
         self._drain_timeout = drain_timeout
-        self._server = _NoDelayServer((bind.host, bind.port), app, log=None, error_log=log)
-        try:
-            self._server.init_socket()
-        except OSError as exc:
-            raise OSError(f"cannot listen on {bind} (http.bind_address): {exc.strerror}") from exc
-        self.address = Address(bind.host, self._server.server_port)
+        self._server = _NoDelayServer(listener, app, log=None, error_log=log)
 
     def on_start(self) -> None:
         self._server.start()
-        log.info("HTTP API listening on http://%s", self.address)
+        log.info("HTTP API listening on http://%s:%d", *self._server.address[:2])
 
     def on_stop(self) -> None:
         self._server.stop(timeout=self._drain_timeout)

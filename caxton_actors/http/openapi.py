@@ -19,6 +19,7 @@ from caxton_actors.http.resources import (
     MAX_ID_LENGTH,
     MAX_PAGE,
     MAX_PARTICIPANTS,
+    MAX_SEEDS,
     MAX_TTL_SECONDS,
 )
 
@@ -80,6 +81,19 @@ SCHEMAS: Json = {
             },
         },
     },
+    "Member": {
+        "type": "object",
+        "required": ["name", "address", "state", "incarnation", "changed_at", "meta"],
+        "properties": {
+            "name": {"type": "string"},
+            "address": {"type": "string", "description": "Gossip host:port"},
+            "http_address": {"type": ["string", "null"]},
+            "state": {"enum": ["alive", "suspect", "dead", "left"]},
+            "incarnation": {"type": "integer"},
+            "changed_at": _MS,
+            "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
     "Conversation": {
         "type": "object",
         "required": ["id", "participants", "created_at", "last_activity"],
@@ -128,6 +142,11 @@ PATHS: Json = {
                             "peer_count": {"type": "integer"},
                             "last_sync": {"type": ["integer", "null"]},
                             "agent_count": {"type": "integer"},
+                            "health_score": {
+                                "type": "integer",
+                                "description": "Lifeguard local health, 0 is best; "
+                                "only when gossip is on",
+                            },
                             "status": {"enum": ["healthy", "degraded"]},
                         },
                     },
@@ -318,6 +337,72 @@ PATHS: Json = {
                 **_UNAVAILABLE,
             },
         },
+    },
+    "/members": {
+        "get": {
+            "summary": "The cluster's members as this node sees them",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["members"],
+                        "properties": {"members": {"type": "array", "items": _ref("Member")}},
+                    },
+                    "Members",
+                ),
+                "409": _error("Gossip is off on this node"),
+                **_UNAVAILABLE,
+            },
+        }
+    },
+    "/cluster/join": {
+        "post": {
+            "summary": "Join a cluster through seeds (host:port; names resolved now)",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["seeds"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "seeds": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "minItems": 1,
+                                    "maxItems": MAX_SEEDS,
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "contacted": {"type": "array", "items": {"type": "string"}},
+                            "skipped": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                    "Join started; `skipped` says which seeds were not contacted and why",
+                ),
+                "409": _error("Gossip is off on this node"),
+                **_BAD_BODY,
+            },
+        }
+    },
+    "/cluster/leave": {
+        "post": {
+            "summary": "Leave the cluster gracefully: `left` everywhere, not `dead`",
+            "responses": {
+                "202": _json({"type": "object"}, "Leaving"),
+                "409": _error("Gossip is off on this node"),
+                **_UNAVAILABLE,
+            },
+        }
     },
     "/openapi.json": {
         "get": {

@@ -17,6 +17,14 @@ from typing import Any
 import falcon
 import pykka
 
+from caxton_actors.actors.detector import HealthScore
+from caxton_actors.actors.membership import (
+    GossipStatus,
+    JoinCluster,
+    LeaveCluster,
+    ListMembers,
+    MemberView,
+)
 from caxton_actors.actors.registry import (
     CheckDatabase,
     CountAgents,
@@ -31,7 +39,7 @@ from caxton_actors.actors.registry import (
     PutAgent,
     TouchConversation,
 )
-from caxton_actors.config import ConfigError, parse_duration
+from caxton_actors.config import GOSSIP_PORT, ConfigError, parse_address, parse_duration
 from caxton_actors.http.media import read_json_object
 from caxton_actors.runtime.actor import Ping
 
@@ -41,16 +49,22 @@ MAX_PARTICIPANTS = 64
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_TTL_SECONDS = 7 * 24 * 3600
+MAX_SEEDS = 64
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
-_ID = re.compile(ID_PATTERN)
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")  # ID_PATTERN, used with fullmatch
 
 
 @dataclass(frozen=True, slots=True)
 class Actors:
-    """What the resources may ask, and how long they wait for an answer."""
+    """What the resources may ask, and how long they wait for an answer.
+
+    ``membership`` and ``detector`` are None on a node without gossip.
+    """
 
     registry: pykka.ActorRef[Any]
-    all: Mapping[str, pykka.ActorRef[Any]]
+    membership: pykka.ActorRef[Any] | None
+    detector: pykka.ActorRef[Any] | None
+    all: tuple[tuple[str, pykka.ActorRef[Any]], ...]
     timeout: float
 
 
@@ -75,7 +89,7 @@ def valid_id(value: object, field: str) -> str:
         raise falcon.HTTPBadRequest(
             description=f"{field} must be 1 to {MAX_ID_LENGTH} characters long"
         )
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise falcon.HTTPBadRequest(
             description=f"{field} {value!r} may hold only letters, digits and ._:@- "
             "and must start with a letter or digit"
@@ -135,34 +149,133 @@ class Ready(Resource):
     name = "health_ready"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        failed = []
-        for name, ref in self.actors.all.items():
-            try:
-                _ask(ref, Ping(), name, self.actors.timeout)
-            except falcon.HTTPServiceUnavailable as exc:
-                failed.append(exc.description)
-        try:
-            self.registry(CheckDatabase())
-        except falcon.HTTPServiceUnavailable as exc:
-            failed.append(f"database check failed: {exc.description}")
-        except Exception as exc:  # noqa: BLE001 - any database error means not ready
-            failed.append(f"database check failed: {exc}")
+        timeout = self.actors.timeout
+        asks = [(name, ref.ask(Ping(), block=False)) for name, ref in self.actors.all]
+        database = self.actors.registry.ask(CheckDatabase(), block=False)
+        failed = [
+            f"the {name} actor did not answer within {timeout:g}s"
+            for name, answer in asks
+            if not _answered(answer, timeout)
+        ]
+        if not _answered(database, timeout):
+            failed.append(f"the database did not answer within {timeout:g}s")
         resp.status = falcon.HTTP_503 if failed else falcon.HTTP_200
         resp.media = {"status": "unavailable" if failed else "ready", "failed": failed}
 
 
+def _answered(future: pykka.Future[Any], timeout: float) -> bool:
+    """True when ``future`` resolves without error before ``timeout`` (they run together)."""
+    try:
+        future.get(timeout=timeout)
+    except Exception:  # noqa: BLE001 - a timeout, a dead actor, a database error: not ready
+        return False
+    return True
+
+
 class GossipHealth(Resource):
-    """The seed's gossip health body; a node without gossip has no peers and is healthy."""
+    """The seed's gossip health body.
+
+    ``degraded`` when the node has lost touch with every member it knew, or
+    its Lifeguard health score is raised (it is itself slow). A node without
+    gossip has no peers and is healthy.
+    """
 
     name = "health_gossip"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        agents = self.registry(CountAgents())
+        membership, detector = self.actors.membership, self.actors.detector
+        if membership is None or detector is None:
+            resp.media = {
+                "peer_count": 0,
+                "last_sync": None,
+                "agent_count": agents,
+                "status": "healthy",
+            }
+            return
+        health = _ask(membership, GossipStatus(), "membership", self.actors.timeout)
+        score = _ask(detector, HealthScore(), "detector", self.actors.timeout)
+        cut_off = health.known > 0 and health.peer_count == 0
         resp.media = {
-            "peer_count": 0,
-            "last_sync": None,
-            "agent_count": self.registry(CountAgents()),
-            "status": "healthy",
+            "peer_count": health.peer_count,
+            "last_sync": None if health.last_sync is None else round(health.last_sync * 1000),
+            "agent_count": agents,
+            "health_score": score,
+            "status": "degraded" if cut_off or score > 0 else "healthy",
         }
+
+
+class MemberList(Resource):
+    name = "members"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.actors.membership is None:
+            raise _gossip_off()
+        views = _ask(self.actors.membership, ListMembers(), "membership", self.actors.timeout)
+        resp.media = {"members": [_member(view) for view in views]}
+
+
+def _member(view: MemberView) -> dict[str, Any]:
+    record = view.record
+    meta = dict(record.meta)
+    return {
+        "name": record.name,
+        "address": f"{record.addr[0]}:{record.addr[1]}",
+        "http_address": meta.get("http"),
+        "state": record.state.value,
+        "incarnation": record.incarnation,
+        "changed_at": round(view.changed_at * 1000),
+        "meta": meta,
+    }
+
+
+def _gossip_off() -> falcon.HTTPConflict:
+    return falcon.HTTPConflict(
+        description="gossip is off on this node; start it with gossip.enabled: true"
+    )
+
+
+class ClusterJoin(Resource):
+    name = "cluster_join"
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.actors.membership is None:
+            raise _gossip_off()
+        body = read_json_object(req)
+        _known_fields(body, {"seeds"})
+        seeds = _required(body, "seeds")
+        if not isinstance(seeds, list) or not 0 < len(seeds) <= MAX_SEEDS:
+            raise falcon.HTTPBadRequest(
+                description=f"seeds must be an array of 1 to {MAX_SEEDS} host:port strings"
+            )
+        try:
+            addresses = tuple(
+                parse_address(_str(s, "seeds"), "seeds", default_port=GOSSIP_PORT) for s in seeds
+            )
+        except ConfigError as exc:
+            raise falcon.HTTPBadRequest(description=str(exc)) from None
+        started = _ask(
+            self.actors.membership, JoinCluster(addresses), "membership", self.actors.timeout
+        )
+        resp.status = falcon.HTTP_202
+        resp.media = {"contacted": list(started.contacted), "skipped": list(started.skipped)}
+
+
+def _str(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise falcon.HTTPBadRequest(description=f"each of {field} must be a string")
+    return value
+
+
+class ClusterLeave(Resource):
+    name = "cluster_leave"
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.actors.membership is None:
+            raise _gossip_off()
+        _ask(self.actors.membership, LeaveCluster(), "membership", self.actors.timeout)
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "left"}
 
 
 class AgentList(Resource):

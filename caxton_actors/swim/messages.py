@@ -143,10 +143,18 @@ class ProbeFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeSucceeded:
+    """An ack came back, directly or through another member, after ``rtt`` seconds."""
+
+    name: str
+    rtt: float
+
+
+@dataclass(frozen=True, slots=True)
 class Refuted:
     """This node was suspected and answered with a higher incarnation."""
 
     incarnation: int
 
 
-Effect = Send | MemberChanged | ProbeFailed | Refuted
+Effect = Send | MemberChanged | ProbeFailed | ProbeSucceeded | Refuted

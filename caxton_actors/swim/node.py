@@ -24,6 +24,7 @@ from caxton_actors.swim.messages import (
     Packet,
     Ping,
     ProbeFailed,
+    ProbeSucceeded,
     Refuted,
     Send,
     StateSync,
@@ -43,6 +44,16 @@ class Outgoing:
 
 
 Output = Outgoing | MemberChanged | Refuted
+
+
+def packet_for(members: Members, message: Message) -> Packet:
+    """``message`` from this node, with the updates still to be spread on board."""
+    piggyback: tuple[Update, ...] = ()
+    if not isinstance(message, StateSync):  # a full-state exchange carries everything
+        # A pinged suspect hears of its suspicion first, so it can refute at once.
+        prefer = message.target if isinstance(message, Ping) else None
+        piggyback = members.take_broadcasts(MAX_PIGGYBACK, prefer)
+    return Packet(members.name, members.addr, message, piggyback)
 
 
 class SwimNode:
@@ -90,7 +101,7 @@ class SwimNode:
             effect = pending.pop(0)
             match effect:
                 case Send(to=to, message=message):
-                    outputs.append(Outgoing(to, self._packet(message)))
+                    outputs.append(Outgoing(to, packet_for(self.members, message)))
                 case MemberChanged(member=member):
                     self.prober.update_member(member)
                     outputs.append(effect)
@@ -99,12 +110,6 @@ class SwimNode:
                 case Refuted():
                     self.prober.adjust_health(1)
                     outputs.append(effect)
+                case ProbeSucceeded():
+                    pass  # only the actors' metrics need round trips
         return outputs
-
-    def _packet(self, message: Message) -> Packet:
-        piggyback: tuple[Update, ...] = ()
-        if not isinstance(message, StateSync):  # a full-state exchange carries everything
-            # A pinged suspect hears of its suspicion first, so it can refute at once.
-            prefer = message.target if isinstance(message, Ping) else None
-            piggyback = self.members.take_broadcasts(MAX_PIGGYBACK, prefer)
-        return Packet(self.name, self.addr, message, piggyback)

@@ -27,6 +27,7 @@ from caxton_actors.swim.messages import (
     Ping,
     PingReq,
     ProbeFailed,
+    ProbeSucceeded,
     Send,
     State,
 )
@@ -37,6 +38,7 @@ from caxton_actors.swim.timing import Timing
 class _Probe:
     target: MemberRecord
     seq: int
+    started: float
     indirect_at: float
     ends_at: float
     indirect_sent: bool = False
@@ -100,20 +102,22 @@ class Prober:
                 self._relays[self._seq] = _Relay(sender, seq, now + self.timing.probe_timeout)
                 return [Send(target_addr, Ping(self._seq, target))]
             case Ack(seq=seq):
-                return self._on_ack(seq)
+                return self._on_ack(now, seq)
             case Nack(seq=seq):
                 if self._probe is not None and self._probe.seq == seq:
                     self._probe.nacks += 1
         return []
 
-    def _on_ack(self, seq: int) -> list[Effect]:
+    def _on_ack(self, now: float, seq: int) -> list[Effect]:
         relay = self._relays.pop(seq, None)
         if relay is not None:
             return [Send(relay.origin, Ack(relay.origin_seq))]
-        if self._probe is not None and self._probe.seq == seq:
-            self._probe = None
-            self.adjust_health(-1)
-        return []
+        probe = self._probe
+        if probe is None or probe.seq != seq:
+            return []
+        self._probe = None
+        self.adjust_health(-1)
+        return [ProbeSucceeded(probe.target.name, now - probe.started)]
 
     # Timers.
 
@@ -153,6 +157,7 @@ class Prober:
         self._probe = _Probe(
             target,
             self._seq,
+            now,
             indirect_at=now + self._scaled(self.timing.probe_timeout),
             ends_at=self._next_probe,
         )

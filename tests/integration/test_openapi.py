@@ -17,7 +17,7 @@ IMPLICIT = {"OPTIONS"}  # Falcon answers OPTIONS on every route by itself
 def _real_routes() -> dict[str, set[str]]:
     ref = GeventActor.start()
     try:
-        app = create_app(Actors(ref, {}, 1.0), NullMetrics())
+        app = create_app(Actors(ref, None, None, (), 1.0), NullMetrics())
         return {
             route.path: {
                 m.method for m in route.methods if not m.internal and m.method not in IMPLICIT

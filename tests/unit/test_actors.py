@@ -81,7 +81,8 @@ def test_a_file_it_cannot_use_fails_at_start(tmp_path: Path) -> None:
 def _client(
     registry: pykka.ActorRef[Any], **others: pykka.ActorRef[Any]
 ) -> falcon.testing.TestClient:
-    actors = Actors(registry, {"registry": registry, **others}, timeout=0.1)
+    refs = (("registry", registry), *others.items())
+    actors = Actors(registry, None, None, refs, timeout=0.1)
     return falcon.testing.TestClient(create_app(actors, NullMetrics()))
 
 

@@ -338,6 +338,8 @@ BAD_TEXT = {
     "statsd.address": "statsd:99999",
     "statsd.prefix": "caxton.",
     "log_level": "LOUD",
+    "gossip.profile": "galaxy",
+    "gossip.cluster_label": "-no",
 }
 
 

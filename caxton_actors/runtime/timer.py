@@ -1,0 +1,45 @@
+"""A one-shot wake-up that an actor re-arms after every message.
+
+Pure protocol components say when they next want to run
+(``next_deadline()``); the actor arms this timer for that moment and, when it
+fires, tells itself a message. No polling: an idle node sleeps until the
+protocol has something to do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import gevent
+import gevent.hub
+
+
+class Alarm:
+    def __init__(self, fire: Callable[[], None]) -> None:
+        self._fire = fire
+        self._timer: object | None = None
+        self._at: float | None = None
+
+    def arm(self, at: float) -> None:
+        """Fire at monotonic time ``at`` (replacing any earlier arming)."""
+        if self._at == at:
+            return
+        self.cancel()
+        self._at = at
+        loop = gevent.get_hub().loop
+        loop.update_now()  # the loop's cached clock may be stale: never fire early
+        timer = loop.timer(max(0.0, at - time.monotonic()))
+        timer.start(self._ring)
+        self._timer = timer
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.close()  # type: ignore[attr-defined]
+            self._timer = None
+            self._at = None
+
+    def _ring(self) -> None:
+        self._timer = None
+        self._at = None
+        self._fire()
