@@ -12,6 +12,7 @@ import socket
 from typing import Any
 
 import falcon
+import gevent.pool
 import gevent.server
 import gevent.socket
 from gevent.pywsgi import WSGIServer
@@ -21,6 +22,11 @@ from caxton_actors.runtime.actor import GeventActor
 
 log = logging.getLogger(__name__)
 
+# Connections served at once; more wait in the listen backlog.
+MAX_CONNECTIONS = 1000
+# Seconds a connection may sit idle or stalled before it is closed.
+IDLE_TIMEOUT = 30.0
+
 
 class _NoDelayServer(WSGIServer):  # type: ignore[misc]  # gevent ships no stubs for pywsgi
     """pywsgi writes headers and body in two sends; with Nagle on, a keep-alive
@@ -28,6 +34,7 @@ class _NoDelayServer(WSGIServer):  # type: ignore[misc]  # gevent ships no stubs
 
     def handle(self, sock: socket.socket, address: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(IDLE_TIMEOUT)  # a client that stalls mid-request lets go of its greenlet
         super().handle(sock, address)
 
 
@@ -45,7 +52,9 @@ class HttpActor(GeventActor):
     ) -> None:
         super().__init__()
         self._drain_timeout = drain_timeout
-        self._server = _NoDelayServer(listener, app, log=None, error_log=log)
+        # A pool, not bare greenlets: stop() waits only for handlers it can see in one.
+        pool = gevent.pool.Pool(MAX_CONNECTIONS)
+        self._server = _NoDelayServer(listener, app, log=None, error_log=log, spawn=pool)
 
     def on_start(self) -> None:
         self._server.start()

@@ -16,6 +16,7 @@ from typing import Any
 
 import falcon
 import pykka
+import sqlalchemy.exc
 
 from caxton_actors.actors.detector import HealthScore
 from caxton_actors.actors.membership import (
@@ -78,6 +79,10 @@ def _ask(ref: pykka.ActorRef[Any], message: object, name: str, timeout: float) -
     except pykka.ActorDeadError:
         raise falcon.HTTPServiceUnavailable(
             description=f"the {name} actor is not running"
+        ) from None
+    except sqlalchemy.exc.OperationalError as exc:  # locked by another process, disk full
+        raise falcon.HTTPServiceUnavailable(
+            description=f"the database is unavailable: {exc.orig}"
         ) from None
 
 
@@ -282,6 +287,9 @@ class AgentList(Resource):
     name = "agents"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        for param, value in req.params.items():
+            if isinstance(value, list):
+                raise falcon.HTTPBadRequest(description=f"{param} is given more than once")
         capability = req.get_param("capability")
         if capability is not None:
             valid_id(capability, "capability")

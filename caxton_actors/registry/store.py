@@ -24,8 +24,9 @@ from caxton_actors.registry.schema import (
     pending_messages,
 )
 
-# Milliseconds SQLite waits on a lock held by another process (a backup, the sqlite3 shell).
-BUSY_TIMEOUT_MS = 5000
+# Milliseconds SQLite waits on a lock held by another process (a backup, the sqlite3 shell):
+# well under the HTTP facade's ask timeout, so a lock is reported as one, not as silence.
+BUSY_TIMEOUT_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +242,7 @@ class Tx:
 
 
 def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # the driver's own BEGIN handling is off: see _on_begin
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -249,12 +251,24 @@ def _on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _on_begin(conn: sa.Connection) -> None:
+    """Take the write lock when the transaction starts, not halfway through it.
+
+    pysqlite's legacy mode sends no BEGIN before reads or DDL; an explicit
+    ``BEGIN IMMEDIATE`` makes each batch, and each migration with its version
+    bump, one real transaction.
+    """
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Store:
     """One SQLite file, one connection, used from one thread only."""
 
     def __init__(self, path: Path, node_id: str) -> None:
-        self._engine = sa.create_engine(f"sqlite:///{path}", poolclass=sa.pool.StaticPool)
+        url = sa.URL.create("sqlite", database=str(path))  # no URL parsing of the path
+        self._engine = sa.create_engine(url, poolclass=sa.pool.StaticPool)
         sa.event.listen(self._engine, "connect", _on_connect)
+        sa.event.listen(self._engine, "begin", _on_begin)
         self._node_id = node_id
         self._conn = self._engine.connect()
         with self._conn.begin():

@@ -52,17 +52,19 @@ class GeventFuture(pykka.Future[T]):
             raise pykka.Timeout(f"{timeout} seconds") from None
         return value
 
-    def set(self, value: Any | None = None) -> None:
-        if self._result.ready():
+    def _refuse_second_value(self) -> None:
+        if self._result.ready() or self._get_hook is not None:
             raise RuntimeError("future already set")
+
+    def set(self, value: Any | None = None) -> None:
+        self._refuse_second_value()
         self._result.set(value)
 
     def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
-        if self._result.ready():
-            raise RuntimeError("future already set")
-        exc = (exc_info or sys.exc_info())[1]
-        assert exc is not None
-        self._result.set_exception(exc)
+        self._refuse_second_value()
+        info = exc_info or sys.exc_info()
+        assert info[1] is not None
+        self._result.set_exception(info[1], exc_info=info)  # keeps the actor's traceback
 
     def set_get_hook(self, func: GetHookFunc[T]) -> None:
         if self._result.ready():

@@ -19,8 +19,6 @@ class LoopLagMonitor:
         self._interval = interval
         self._report = report
         self._greenlet: gevent.Greenlet[[], None] | None = None
-        self.worst = 0.0
-        """Largest lag seen, in seconds."""
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
@@ -34,5 +32,4 @@ class LoopLagMonitor:
             asked = time.perf_counter()
             gevent.sleep(self._interval)
             lag = max(0.0, time.perf_counter() - asked - self._interval)
-            self.worst = max(self.worst, lag)
             self._report(lag)

@@ -138,6 +138,7 @@ BAD_REQUESTS = [
     ("PUT", "/agents/a1", b'{"capabilities": [], "x": 1}', None, 400, "unknown field(s): x"),
     ("PUT", "/agents/" + "a" * 129, b'{"capabilities": []}', None, 400, "1 to 128"),
     ("PUT", "/agents/bad%20id", b'{"capabilities": []}', None, 400, "may hold only"),
+    ("PUT", "/agents/a1%0A", b'{"capabilities": []}', None, 400, "may hold only"),
     (
         "PUT",
         "/agents/a1",
@@ -161,6 +162,7 @@ BAD_REQUESTS = [
     ("POST", "/correlations", b'{"sender_id": "s", "ttl": "30d"}', None, 400, "ttl"),
     ("POST", "/correlations", b'{"ttl": 5}', None, 400, "missing field: sender_id"),
     ("GET", "/agents?limit=0", None, None, 400, "limit"),
+    ("GET", "/agents?limit=1&limit=2", None, None, 400, "limit is given more than once"),
     ("GET", "/agents?limit=abc", None, None, 400, "limit"),
     ("GET", "/agents?capability=a%7Cb", None, None, 400, "may hold only"),
     ("GET", "/no/such/route", None, None, 404, "no route /no/such/route"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,38 @@ def test_default_run_uses_the_documented_file_and_port(tmp_path: Path) -> None:
     assert node.request("PUT", "/agents/d1", {"capabilities": []}).status == 201
     assert node.signal(signal.SIGTERM) == 0
     assert node.db_path.exists()
+
+
+def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
+    node = start_node(tmp_path)
+    body = b'{"capabilities": ["inflight"]}'
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
+        head = (
+            f"PUT /agents/inflight HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body[:5])
+        time.sleep(0.3)  # the server is now reading this request's body
+        node.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sock.sendall(body[5:])
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 201"), reply[:100]
+    assert node.proc.wait(timeout=15) == 0
+
+
+def test_a_locked_database_is_a_503_that_says_so(tmp_path: Path) -> None:
+    node = start_node(tmp_path)
+    holder = sqlite3.connect(node.db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        started = time.monotonic()
+        reply = node.request("PUT", "/agents/locked", {"capabilities": []})
+        assert reply.status == 503
+        assert "database is unavailable: database is locked" in reply.json["description"]
+        assert time.monotonic() - started < 4.0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert node.request("PUT", "/agents/locked", {"capabilities": []}).status == 201
+    node.signal(signal.SIGTERM)

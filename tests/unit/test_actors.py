@@ -56,7 +56,7 @@ def test_sustained_writes_do_not_stall_the_hub(tmp_path: Path) -> None:
     monitor.stop()
     assert registry.ask(CountAgents(), timeout=1) == 32 * 150
     # Committing 4,800 rows takes far longer than this; the hub never waits for it.
-    assert monitor.worst < 0.1, f"worst hub stall {monitor.worst * 1000:.0f} ms"
+    assert max(lags) < 0.1, f"worst hub stall {max(lags) * 1000:.0f} ms"
     assert len(lags) > 10
 
 

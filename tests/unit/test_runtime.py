@@ -122,5 +122,13 @@ def test_loop_lag_monitor_sees_a_blocked_hub() -> None:
     time.sleep(0.2)  # blocks the hub, as a careless actor would
     gevent.sleep(0.05)
     monitor.stop()
-    assert monitor.worst >= 0.15
-    assert max(lags) == monitor.worst
+    assert max(lags) >= 0.15
+    assert sorted(lags)[len(lags) // 2] < 0.05  # only the blocked wake-up was late
+
+
+def test_the_actor_side_of_a_traceback_is_kept() -> None:
+    ref = Echo.start()
+    with pytest.raises(ValueError, match="boom") as caught:
+        ref.ask("boom", timeout=1)
+    frames = [entry.name for entry in caught.traceback]
+    assert "on_receive" in frames

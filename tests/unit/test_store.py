@@ -139,3 +139,11 @@ def test_data_survives_reopen(tmp_path: Path) -> None:
     first.close()
     again = Store(path, "n")
     assert run(again, 2, Tx.count_agents) == [1]
+
+
+def test_a_path_with_url_characters_is_taken_literally(tmp_path: Path) -> None:
+    path = tmp_path / "a?mode=ro%41#b.db"
+    store = Store(path, "n")
+    run(store, 1, lambda tx: tx.put_agent("x", ()))
+    store.close()
+    assert path.exists()
