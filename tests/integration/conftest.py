@@ -81,6 +81,7 @@ def start_node(
     db_name: str = "state.db",
     port: int | None = None,
     test_flags: bool = True,
+    name: str = "itest",
 ) -> NodeProcess:
     """Start a node; ``test_flags`` gives it a name, a file in ``workdir`` and a free port."""
     port = port or free_port()
@@ -90,7 +91,7 @@ def start_node(
     if test_flags:
         command += [
             "--node-name",
-            "itest",
+            name,
             "--sqlite-path",
             str(db_path),
             "--http-bind",

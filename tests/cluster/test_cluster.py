@@ -1,0 +1,169 @@
+"""Several real `caxton-actors run` processes gossiping on loopback, with real faults.
+
+The protocol's properties are proved over many seeds in tests/sim; these show
+the wiring (UDP, TCP push-pull, actors, HTTP) does the same on a real network.
+Bounds have room: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import NodeProcess, free_port, start_node
+
+SIZE = 5
+
+
+class Cluster:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.nodes: dict[str, NodeProcess] = {}
+        self.gossip_ports: dict[str, int] = {}
+
+    def start(self, name: str, seeds: list[str], *extra: str) -> NodeProcess:
+        port = self.gossip_ports.setdefault(name, free_port(socket.SOCK_DGRAM))
+        seed_list = ",".join(f"127.0.0.1:{self.gossip_ports[s]}" for s in seeds)
+        node = start_node(
+            self.workdir,
+            "--gossip-enabled",
+            "true",
+            "--gossip-bind",
+            f"127.0.0.1:{port}",
+            *(["--gossip-seeds", seed_list] if seeds else []),
+            *extra,
+            name=name,
+            db_name=f"{name}.db",
+        )
+        self.nodes[name] = node
+        return node
+
+    def view(self, name: str) -> dict[str, str]:
+        members = self.nodes[name].request("GET", "/members").json["members"]
+        return {m["name"]: m["state"] for m in members}
+
+    def views(self, exclude: str = "") -> dict[str, dict[str, str]]:
+        return {
+            n: self.view(n) for n, p in self.nodes.items() if n != exclude and p.proc.poll() is None
+        }
+
+    def declared(self, observer: str, member: str, state: str) -> bool:
+        """Whether ``observer``'s log ever shows ``member`` turning ``state``."""
+        pattern = rf"member {member} \w+ -> {state} "
+        return re.search(pattern, self.nodes[observer].log()) is not None
+
+    def stop_all(self) -> None:
+        for node in self.nodes.values():
+            if node.proc.poll() is None:
+                node.proc.kill()
+                node.proc.wait(timeout=10)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path)
+    try:
+        for i in range(SIZE):
+            running.start(f"n{i}", seeds=["n0"] if i else [])
+        names = set(running.nodes)
+        wait_until(
+            lambda: all(
+                set(v) == names and set(v.values()) == {"alive"} for v in running.views().values()
+            ),
+            20,
+            "all nodes see all alive",
+        )
+        yield running
+    finally:
+        running.stop_all()
+
+
+def test_join_converges_and_carries_http_addresses(cluster: Cluster) -> None:
+    members = cluster.nodes["n3"].request("GET", "/members").json["members"]
+    http = {m["name"]: m["http_address"] for m in members}
+    assert http == {n: f"127.0.0.1:{p.port}" for n, p in cluster.nodes.items()}
+    health = cluster.nodes["n2"].request("GET", "/health/gossip").json
+    assert health["peer_count"] == SIZE - 1
+    assert health["status"] == "healthy"
+
+
+def test_sigkill_is_dead_at_every_other_node(cluster: Cluster) -> None:
+    cluster.nodes["n4"].proc.kill()
+    wait_until(
+        lambda: all(v["n4"] == "dead" for v in cluster.views(exclude="n4").values()),
+        30,
+        "n4 dead everywhere",
+    )
+
+
+def test_a_short_sigstop_is_refuted_and_never_dead(cluster: Cluster) -> None:
+    victim = cluster.nodes["n2"]
+    victim.proc.send_signal(signal.SIGSTOP)
+    time.sleep(1.0)  # below the shortest suspicion timeout (about 2.8 s for 5 members)
+    victim.proc.send_signal(signal.SIGCONT)
+    wait_until(
+        lambda: all(v["n2"] == "alive" for v in cluster.views().values()), 15, "n2 alive again"
+    )
+    time.sleep(5)
+    assert not any(cluster.declared(n, "n2", "dead") for n in cluster.nodes)
+
+
+def test_graceful_leave_is_left_everywhere(cluster: Cluster) -> None:
+    assert cluster.nodes["n1"].signal(signal.SIGTERM) == 0
+    wait_until(
+        lambda: all(v["n1"] == "left" for v in cluster.views(exclude="n1").values()),
+        10,
+        "n1 left everywhere",
+    )
+    assert not any(cluster.declared(n, "n1", "dead") for n in cluster.nodes if n != "n1")
+
+
+def test_restart_with_the_same_name_comes_back_with_a_higher_incarnation(cluster: Cluster) -> None:
+    before = {m["name"]: m for m in cluster.nodes["n0"].request("GET", "/members").json["members"]}
+    cluster.nodes["n3"].proc.kill()
+    cluster.nodes["n3"].proc.wait(timeout=10)
+    wait_until(lambda: cluster.view("n0")["n3"] in ("suspect", "dead"), 20, "n3 noticed gone")
+    cluster.start("n3", seeds=["n0"])
+    wait_until(lambda: all(v.get("n3") == "alive" for v in cluster.views().values()), 20, "n3 back")
+    after = {m["name"]: m for m in cluster.nodes["n0"].request("GET", "/members").json["members"]}
+    assert after["n3"]["incarnation"] > before["n3"]["incarnation"]
+
+
+def test_a_node_started_before_its_seed_joins_when_the_seed_comes_up(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    try:
+        cluster.gossip_ports["seed"] = free_port(socket.SOCK_DGRAM)
+        cluster.start("early", seeds=["seed"])
+        time.sleep(1.5)
+        assert cluster.view("early") == {"early": "alive"}
+        cluster.start("seed", seeds=[])
+        wait_until(lambda: cluster.view("early").get("seed") == "alive", 20, "early joined seed")
+    finally:
+        cluster.stop_all()
+
+
+def test_nodes_with_another_cluster_label_ignore_each_other(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    try:
+        cluster.start("a", seeds=[])
+        cluster.start("b", ["a"], "--gossip-label", "other")
+        time.sleep(3)
+        assert cluster.view("a") == {"a": "alive"}
+        assert cluster.view("b") == {"b": "alive"}
+    finally:
+        cluster.stop_all()
