@@ -9,9 +9,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from caxton_actors import __version__
+from caxton_actors import __version__, client
 from caxton_actors.config import SETTINGS, ConfigError, load_config
 
+DEFAULT_HTTP = "127.0.0.1:8080"
+CLIENT_COMMANDS = {
+    "members": "list the cluster's members as a running node sees them",
+    "join": "ask a running node to join a cluster through seeds",
+    "leave": "ask a running node to leave its cluster gracefully",
+    "monitor": "print member events from a running node as they happen",
+}
 EXIT_CONFIG = 2
 EXIT_START = 1
 
@@ -36,11 +43,23 @@ def _parser() -> argparse.ArgumentParser:
             run.add_argument(
                 setting.flag, dest=setting.path, metavar="VALUE", help=setting.help + env
             )
+    for name, text in CLIENT_COMMANDS.items():
+        client = commands.add_parser(name, help=text, description=text)
+        client.add_argument(
+            "--http",
+            default=os.environ.get("CAXTON_HTTP_ADDR", DEFAULT_HTTP),
+            metavar="HOST:PORT",
+            help=f"a running node's HTTP API (env CAXTON_HTTP_ADDR; default {DEFAULT_HTTP})",
+        )
+        if name == "join":
+            client.add_argument("seeds", nargs="+", metavar="ADDR", help="seed host:port")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "run":
+        return client.run(args.command, args.http, getattr(args, "seeds", []))
     flags = {
         s.path: getattr(args, s.path)
         for s in SETTINGS

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
+import gevent.queue
 import gevent.socket
 import pykka
 
@@ -102,6 +103,35 @@ class MemberView:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberEvent:
+    """What a subscriber hears: a member joined, turned suspect, recovered, died, left or
+    changed its metadata."""
+
+    kind: str
+    member: MemberView
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Deliver every later :class:`MemberEvent` to ``queue``."""
+
+    queue: gevent.queue.Queue[MemberEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    queue: gevent.queue.Queue[MemberEvent]
+
+
+def event_kind(state: State, previous: State | None) -> str:
+    if state is State.ALIVE:
+        if previous is State.SUSPECT:
+            return "recovered"
+        return "updated" if previous is State.ALIVE else "joined"
+    return str(state.value)  # suspect, dead, left
+
+
+@dataclass(frozen=True, slots=True)
 class GossipStatus:
     pass
 
@@ -137,6 +167,7 @@ class MembershipActor(GeventActor):
         self._label = cluster_label
         self._stats = stats
         self._detector: pykka.ActorRef[Any] | None = None
+        self._subscribers: list[gevent.queue.Queue[MemberEvent]] = []
         try:
             self._udp = UdpEndpoint((bind.host, bind.port), self._on_datagram)
             self._tcp = StreamListener((bind.host, self._udp.port), self._on_stream)
@@ -197,6 +228,11 @@ class MembershipActor(GeventActor):
                 reply = self._answer_sync(now, packet)
             case UseDetector(detector=detector):
                 self._detector = detector
+            case Subscribe(queue=queue):
+                self._subscribers.append(queue)
+            case Unsubscribe(queue=queue):
+                if queue in self._subscribers:
+                    self._subscribers.remove(queue)
             case JoinCluster(seeds=seeds):
                 reply = self._join(now, seeds)
             case LeaveCluster():
@@ -299,6 +335,12 @@ class MembershipActor(GeventActor):
             member.state.value,
             member.incarnation,
         )
+        event = MemberEvent(
+            event_kind(member.state, previous),
+            MemberView(member, _wall(self._members.changed_at(member.name))),
+        )
+        for queue in self._subscribers:
+            queue.put_nowait(event)  # unbounded: a stalled reader times out and unsubscribes
         if member.state is State.SUSPECT:
             self._stats.incr(metrics.GOSSIP_SUSPICIONS)
         elif member.state is State.DEAD:

@@ -16,9 +16,9 @@ import ujson
 
 MAX_BODY_BYTES = 64 * 1024
 
-_dumps = functools.partial(ujson.dumps, ensure_ascii=False, escape_forward_slashes=False)
+dumps = functools.partial(ujson.dumps, ensure_ascii=False, escape_forward_slashes=False)
 
-json_handler = falcon.media.JSONHandler(dumps=_dumps, loads=ujson.loads)
+json_handler = falcon.media.JSONHandler(dumps=dumps, loads=ujson.loads)
 """Falcon's JSON handler with ujson underneath, for responses."""
 
 

@@ -355,6 +355,20 @@ PATHS: Json = {
             },
         }
     },
+    "/events": {
+        "get": {
+            "summary": "Server-sent events: a member joined, suspect, recovered, dead, left "
+            "or updated; each `data:` is a Member with an `event` field",
+            "responses": {
+                "200": {
+                    "description": "An endless event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "409": _error("Gossip is off on this node"),
+                **_UNAVAILABLE,
+            },
+        }
+    },
     "/cluster/join": {
         "post": {
             "summary": "Join a cluster through seeds (host:port; names resolved now)",

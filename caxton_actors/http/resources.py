@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import falcon
+import gevent.queue
 import pykka
 import sqlalchemy.exc
 
@@ -24,7 +25,10 @@ from caxton_actors.actors.membership import (
     JoinCluster,
     LeaveCluster,
     ListMembers,
+    MemberEvent,
     MemberView,
+    Subscribe,
+    Unsubscribe,
 )
 from caxton_actors.actors.registry import (
     CheckDatabase,
@@ -41,6 +45,7 @@ from caxton_actors.actors.registry import (
     TouchConversation,
 )
 from caxton_actors.config import GOSSIP_PORT, ConfigError, parse_address, parse_duration
+from caxton_actors.http import media
 from caxton_actors.http.media import read_json_object
 from caxton_actors.runtime.actor import Ping
 
@@ -418,3 +423,41 @@ class CorrelationItem(Resource):
         if not self.registry(DeleteCorrelation(valid_id(correlation_id, "correlation id"))):
             raise _not_found("live correlation", correlation_id)
         resp.status = falcon.HTTP_204
+
+
+# Seconds between keep-alive comments on an idle event stream; a write to a
+# client that went away fails, and the stream is closed.
+EVENTS_HEARTBEAT = 15.0
+
+
+class Events(Resource):
+    """Member changes as server-sent events, for as long as the client listens."""
+
+    name = "events"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        membership = self.actors.membership
+        if membership is None:
+            raise _gossip_off()
+        queue: gevent.queue.Queue[MemberEvent] = gevent.queue.Queue()
+        _ask(membership, Subscribe(queue), "membership", self.actors.timeout)
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.stream = _event_stream(membership, queue)
+
+
+def _event_stream(
+    membership: pykka.ActorRef[Any], queue: gevent.queue.Queue[MemberEvent]
+) -> Iterator[bytes]:
+    try:
+        yield b": member events\n\n"
+        while True:
+            try:
+                event = queue.get(timeout=EVENTS_HEARTBEAT)
+            except gevent.queue.Empty:
+                yield b": keep-alive\n\n"
+                continue
+            data = media.dumps({"event": event.kind, **_member(event.member)})
+            yield f"event: {event.kind}\ndata: {data}\n\n".encode()
+    finally:
+        membership.tell(Unsubscribe(queue))

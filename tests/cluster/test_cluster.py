@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -167,3 +169,43 @@ def test_nodes_with_another_cluster_label_ignore_each_other(tmp_path: Path) -> N
         assert cluster.view("b") == {"b": "alive"}
     finally:
         cluster.stop_all()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "caxton_actors", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    try:
+        a = cluster.start("a", seeds=[])
+        b = cluster.start("b", seeds=[])
+        http_a, http_b = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "caxton_actors", "monitor", "--http", http_a],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        joined = _cli("join", "--http", http_b, f"127.0.0.1:{cluster.gossip_ports['a']}")
+        assert joined.returncode == 0, joined.stderr
+        assert f"contacted: 127.0.0.1:{cluster.gossip_ports['a']}" in joined.stdout
+        wait_until(lambda: cluster.view("a").get("b") == "alive", 15, "b joined a")
+        listed = _cli("members", "--http", http_a)
+        assert re.search(r"^b\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:\d+\s+alive", listed.stdout, re.M)
+        assert _cli("leave", "--http", http_b).returncode == 0
+        wait_until(lambda: cluster.view("a").get("b") == "left", 15, "b left")
+        monitor.terminate()
+        out, _ = monitor.communicate(timeout=10)
+        assert re.search(r"^joined\s+b ", out, re.M), out
+        assert re.search(r"^left\s+b ", out, re.M), out
+    finally:
+        cluster.stop_all()
+    unreachable = _cli("members", "--http", "127.0.0.1:1")
+    assert unreachable.returncode == 1
+    assert "cannot reach" in unreachable.stderr
