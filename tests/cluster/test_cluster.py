@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -209,3 +210,28 @@ def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
     unreachable = _cli("members", "--http", "127.0.0.1:1")
     assert unreachable.returncode == 1
     assert "cannot reach" in unreachable.stderr
+
+
+def test_a_node_under_http_and_write_load_is_never_suspected(cluster: Cluster) -> None:
+    """The hub serves HTTP and commits writes without delaying a single ack."""
+    target = cluster.nodes["n1"]
+    stop = time.monotonic() + 8.0
+    counts: list[int] = []
+
+    def hammer(worker: int) -> None:
+        done = 0
+        while time.monotonic() < stop:
+            target.request("PUT", f"/agents/w{worker}-{done}", {"capabilities": ["load"]})
+            target.request("GET", "/agents?capability=load&limit=100")
+            done += 1
+        counts.append(done)
+
+    workers = [threading.Thread(target=hammer, args=(w,)) for w in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sum(counts) > 100, counts
+    time.sleep(2)
+    suspected = [n for n in cluster.nodes if cluster.declared(n, "n1", "suspect")]
+    assert suspected == []
