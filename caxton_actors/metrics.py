@@ -25,6 +25,7 @@ GOSSIP_DROPPED = "caxton_gossip_dropped_total"  # counter, suffixed .<reason>
 GOSSIP_SUSPICIONS = "caxton_gossip_suspicions_total"  # counter: members this node saw turn suspect
 GOSSIP_REFUTATIONS = "caxton_gossip_refutations_total"  # counter: suspicions of this node refuted
 GOSSIP_DEATHS = "caxton_gossip_deaths_total"  # counter: members this node saw turn dead
+GOSSIP_NAME_CONFLICTS = "caxton_gossip_name_conflicts_total"  # counter: our name, another node
 GOSSIP_HEALTH_SCORE = "caxton_gossip_health_score"  # gauge: Lifeguard's local health, 0 is best
 GOSSIP_PROBE_RTT = "caxton_gossip_probe_rtt_ms"  # timer: direct and indirect probe round trips
 HTTP_REQUESTS = "caxton_http_requests_total"  # counter, suffixed .<route>

@@ -34,6 +34,7 @@ from caxton_actors.swim.messages import (
     MemberRecord,
     Message,
     Meta,
+    NameConflict,
     Packet,
     ProbeFailed,
     Refuted,
@@ -303,6 +304,13 @@ class MembershipActor(GeventActor):
                     self._on_member_changed(member, previous)
                     if self._detector is not None:
                         self._detector.tell(effect)
+                case NameConflict(addr=addr):
+                    self._stats.incr(metrics.GOSSIP_NAME_CONFLICTS)
+                    log.warning(
+                        "another node claims the name %s from %s:%d: node names must be unique",
+                        self._members.name,
+                        *addr,
+                    )
                 case Refuted():
                     self._stats.incr(metrics.GOSSIP_REFUTATIONS)
                     if self._detector is not None:

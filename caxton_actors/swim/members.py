@@ -22,6 +22,7 @@ from caxton_actors.swim.messages import (
     MemberChanged,
     MemberRecord,
     Meta,
+    NameConflict,
     Refuted,
     Send,
     State,
@@ -270,12 +271,13 @@ class Members:
     def _alive(self, now: float, alive: Alive) -> list[Effect]:
         if alive.name == self.name:
             me = self.me
+            clash: list[Effect] = [NameConflict(alive.addr)] if alive.addr != me.addr else []
             if alive.incarnation > me.incarnation or (
                 alive.incarnation == me.incarnation
                 and (alive.addr, alive.meta) != (me.addr, me.meta)
             ):
-                return self._refute(now, alive.incarnation)  # an older self, or a name clash
-            return []
+                return clash + self._refute(now, alive.incarnation)  # an older self, or a clash
+            return clash
         entry = self._table.get(alive.name)
         if entry is not None and alive.incarnation <= entry.record.incarnation:
             return []

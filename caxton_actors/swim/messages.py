@@ -151,10 +151,17 @@ class ProbeSucceeded:
 
 
 @dataclass(frozen=True, slots=True)
+class NameConflict:
+    """Another live process claims this node's name from ``addr``."""
+
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
 class Refuted:
     """This node was suspected and answered with a higher incarnation."""
 
     incarnation: int
 
 
-Effect = Send | MemberChanged | ProbeFailed | ProbeSucceeded | Refuted
+Effect = Send | MemberChanged | NameConflict | ProbeFailed | ProbeSucceeded | Refuted

@@ -21,6 +21,7 @@ from caxton_actors.swim.messages import (
     MemberChanged,
     Message,
     Meta,
+    NameConflict,
     Packet,
     Ping,
     ProbeFailed,
@@ -43,7 +44,7 @@ class Outgoing:
     packet: Packet
 
 
-Output = Outgoing | MemberChanged | Refuted
+Output = Outgoing | MemberChanged | NameConflict | Refuted
 
 
 def packet_for(members: Members, message: Message) -> Packet:
@@ -109,6 +110,8 @@ class SwimNode:
                     pending += self.members.suspect(now, name, incarnation)
                 case Refuted():
                     self.prober.adjust_health(1)
+                    outputs.append(effect)
+                case NameConflict():
                     outputs.append(effect)
                 case ProbeSucceeded():
                     pass  # only the actors' metrics need round trips

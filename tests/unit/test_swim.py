@@ -1,0 +1,163 @@
+"""The pure SWIM components, driven by hand: no sockets, no clock, no actors."""
+
+from __future__ import annotations
+
+import random
+
+from caxton_actors.swim.members import BroadcastQueue, Members
+from caxton_actors.swim.messages import (
+    Ack,
+    Alive,
+    Dead,
+    Left,
+    MemberChanged,
+    MemberRecord,
+    Nack,
+    NameConflict,
+    Ping,
+    PingReq,
+    ProbeFailed,
+    ProbeSucceeded,
+    Refuted,
+    Send,
+    State,
+    Suspect,
+)
+from caxton_actors.swim.prober import Prober
+from caxton_actors.swim.suspicion import Suspicion
+from caxton_actors.swim.timing import LAN
+
+A = ("10.0.0.1", 7946)
+B = ("10.0.0.2", 7946)
+C = ("10.0.0.3", 7946)
+
+
+def _members() -> Members:
+    members = Members("a", A, (), 5, LAN, random.Random(1), 0.0)
+    members.apply(0.0, [Alive("b", 1, B), Alive("c", 1, C)])
+    return members
+
+
+def test_incarnations_order_what_is_said() -> None:
+    members = _members()
+    assert members.apply(1.0, [Suspect("b", 0, "c")]) == []  # stale
+    [event] = members.apply(1.0, [Suspect("b", 1, "c")])
+    assert isinstance(event, MemberChanged)
+    assert event.member.state is State.SUSPECT
+    [event] = members.apply(2.0, [Alive("b", 2, B)])  # b refuted
+    assert isinstance(event, MemberChanged)
+    assert (event.member.state, event.previous) == (State.ALIVE, State.SUSPECT)
+    assert members.apply(3.0, [Dead("b", 1, "c")]) == []  # about an older b
+
+
+def test_a_suspected_node_refutes_with_a_higher_incarnation() -> None:
+    members = _members()
+    [refuted] = members.apply(1.0, [Suspect("a", 5, "b")])
+    assert refuted == Refuted(6)
+    assert members.me.incarnation == 6
+    assert Alive("a", 6, A) in members.take_broadcasts(10)
+
+
+def test_two_nodes_with_one_name_are_reported() -> None:
+    members = _members()
+    effects = members.apply(1.0, [Alive("a", 9, ("10.9.9.9", 7946))])
+    assert effects[0] == NameConflict(("10.9.9.9", 7946))
+    assert isinstance(effects[1], Refuted)
+
+
+def test_suspicion_times_out_to_dead_and_tombstones_are_reaped() -> None:
+    members = _members()
+    members.apply(0.0, [Suspect("b", 1, "c")])
+    longest = LAN.suspicion_timeout(3) * LAN.suspicion_max_timeout_mult
+    assert members.next_deadline() <= longest
+    members.tick(longest)
+    assert {r.name: r.state for r in members.records()}["b"] is State.DEAD
+    members.tick(longest + LAN.dead_node_reclaim_time)
+    assert "b" not in {r.name for r in members.records()}
+
+
+def test_leave_is_left_not_dead() -> None:
+    members = _members()
+    effects = members.leave(1.0)
+    assert members.me.state is State.LEFT
+    assert any(isinstance(e, Send) for e in effects)
+    other = _members()
+    [event] = other.apply(2.0, [Left("b", 2)])
+    assert isinstance(event, MemberChanged)
+    assert event.member.state is State.LEFT
+
+
+def test_confirmations_shrink_the_suspicion_timeout() -> None:
+    suspicion = Suspicion(0.0, 5.0, 30.0, expected=2, by="x")
+    assert suspicion.deadline == 30.0
+    assert suspicion.confirm("y")
+    assert 5.0 < suspicion.deadline < 30.0
+    assert not suspicion.confirm("y")
+    suspicion.confirm("z")
+    assert suspicion.deadline == 5.0
+
+
+def test_broadcasts_go_least_sent_first_and_expire() -> None:
+    queue = BroadcastQueue()
+    queue.push(Alive("x", 1, A))
+    queue.push(Alive("y", 1, B))
+    assert queue.take(1, limit=2) == (Alive("x", 1, A),)
+    assert queue.take(1, limit=2) == (Alive("y", 1, B),)
+    assert len(queue.take(5, limit=2)) == 2
+    assert len(queue) == 0
+    queue.push(Alive("x", 1, A))
+    queue.push(Alive("x", 2, A))  # a newer word about x replaces the older
+    assert queue.take(5, limit=9) == (Alive("x", 2, A),)
+
+
+def _prober() -> Prober:
+    prober = Prober("a", LAN, random.Random(2), 0.0)
+    for name, addr in (("b", B), ("c", C), ("d", ("10.0.0.4", 7946))):
+        prober.update_member(MemberRecord(name, addr, 1, State.ALIVE))
+    return prober
+
+
+def test_probe_ack_lowers_health_and_reports_the_round_trip() -> None:
+    prober = _prober()
+    prober.adjust_health(2)
+    [ping] = prober.tick(LAN.probe_interval)
+    assert isinstance(ping, Send)
+    assert isinstance(ping.message, Ping)
+    [result] = prober.on_message(LAN.probe_interval + 0.01, ping.to, Ack(ping.message.seq))
+    assert isinstance(result, ProbeSucceeded)
+    assert abs(result.rtt - 0.01) < 1e-9
+    assert prober.health_score == 1
+
+
+def test_silent_target_gets_indirect_probes_then_fails() -> None:
+    prober = _prober()
+    now = LAN.probe_interval
+    [ping] = prober.tick(now)
+    assert isinstance(ping.message, Ping)
+    requests = prober.tick(now + LAN.probe_timeout)
+    assert len(requests) == 2  # every other member, up to indirect_checks
+    assert all(isinstance(r, Send) and isinstance(r.message, PingReq) for r in requests)
+    for request in requests[:1]:
+        assert isinstance(request, Send)
+        prober.on_message(now + 0.6, request.to, Nack(ping.message.seq))
+    failed, next_ping = prober.tick(now + LAN.probe_interval)  # the next period starts at once
+    assert failed == ProbeFailed(ping.message.target, 1)
+    assert isinstance(next_ping, Send)
+    assert prober.health_score == 1  # one helper never answered: maybe we are slow
+
+
+def test_a_helper_relays_the_ack_or_says_nack() -> None:
+    prober = _prober()
+    [ping] = prober.on_message(0.0, A, PingReq(77, "b", B))
+    assert isinstance(ping, Send)
+    assert ping.to == B
+    assert isinstance(ping.message, Ping)
+    assert prober.on_message(0.1, B, Ack(ping.message.seq)) == [Send(A, Ack(77))]
+    [ping] = prober.on_message(1.0, A, PingReq(78, "c", C))
+    assert Send(A, Nack(78)) in prober.tick(1.0 + LAN.probe_timeout)
+
+
+def test_a_ping_for_someone_else_is_not_acked() -> None:
+    prober = _prober()
+    assert prober.on_message(0.0, B, Ping(1, "a")) == [Send(B, Ack(1))]
+    assert prober.on_message(0.0, B, Ping(2, "z")) == []
