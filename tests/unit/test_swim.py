@@ -133,6 +133,7 @@ def test_silent_target_gets_indirect_probes_then_fails() -> None:
     prober = _prober()
     now = LAN.probe_interval
     [ping] = prober.tick(now)
+    assert isinstance(ping, Send)
     assert isinstance(ping.message, Ping)
     requests = prober.tick(now + LAN.probe_timeout)
     assert len(requests) == 2  # every other member, up to indirect_checks
@@ -153,7 +154,7 @@ def test_a_helper_relays_the_ack_or_says_nack() -> None:
     assert ping.to == B
     assert isinstance(ping.message, Ping)
     assert prober.on_message(0.1, B, Ack(ping.message.seq)) == [Send(A, Ack(77))]
-    [ping] = prober.on_message(1.0, A, PingReq(78, "c", C))
+    prober.on_message(1.0, A, PingReq(78, "c", C))
     assert Send(A, Nack(78)) in prober.tick(1.0 + LAN.probe_timeout)
 
 
