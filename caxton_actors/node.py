@@ -17,6 +17,7 @@ from caxton_actors import metrics
 from caxton_actors.actors.detector import DetectorActor
 from caxton_actors.actors.http import HttpActor, listen
 from caxton_actors.actors.membership import (
+    GossipStatus,
     JoinCluster,
     LeaveCluster,
     MembershipActor,
@@ -29,6 +30,7 @@ from caxton_actors.http.resources import Actors
 from caxton_actors.registry.schema import SchemaError
 from caxton_actors.runtime.lag import LoopLagMonitor
 from caxton_actors.swim.timing import PRESETS
+from caxton_actors.wire.seeds import keep_resolving
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class Node:
             lambda lag: self.stats.timing(metrics.HUB_LOOP_LAG, lag * 1000),
         )
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._seeds: gevent.Greenlet[..., None] | None = None
 
     def start(self) -> None:
         """Start every actor; on failure stop those already running and raise StartError."""
@@ -92,7 +95,10 @@ class Node:
         app = create_app(actors, self.stats)
         self._refs["http"] = HttpActor.start(app, listener, config.drain_timeout)
         if membership is not None:
-            membership.ask(JoinCluster(config.gossip.seed_nodes), timeout=ASK_TIMEOUT)
+            me = membership.ask(GossipStatus(), block=False).get(timeout=ASK_TIMEOUT).addr
+            self._seeds = keep_resolving(
+                config.gossip.seed_nodes, me, lambda found: membership.tell(JoinCluster(found))
+            )
 
     def _start_gossip(self, http_port: int) -> tuple[pykka.ActorRef[Any], pykka.ActorRef[Any]]:
         config = self.config
@@ -123,6 +129,8 @@ class Node:
     def stop(self) -> None:
         """Stop in reverse order: no new requests, say goodbye, then the last writes commit."""
         self._lag.stop()
+        if self._seeds is not None:
+            self._seeds.kill()
         membership = self._refs.get("membership")
         if membership is not None and membership.is_alive():
             membership.ask(LeaveCluster(), timeout=ASK_TIMEOUT)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +76,9 @@ class SyncRequest:
 
 @dataclass(frozen=True, slots=True)
 class JoinCluster:
-    seeds: tuple[Address, ...]
+    """Join through these seeds (already resolved: see wire/seeds.py)."""
 
-
-@dataclass(frozen=True, slots=True)
-class JoinStarted:
-    contacted: tuple[str, ...]
-    skipped: tuple[str, ...]
+    addresses: tuple[Addr, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +134,8 @@ class GossipStatus:
 
 @dataclass(frozen=True, slots=True)
 class GossipHealth:
+    addr: Addr
+    """This node's gossip address, as its peers know it."""
     peer_count: int
     last_sync: float | None
     """Unix time in seconds of the last full-state exchange, if any."""
@@ -234,8 +231,8 @@ class MembershipActor(GeventActor):
             case Unsubscribe(queue=queue):
                 if queue in self._subscribers:
                     self._subscribers.remove(queue)
-            case JoinCluster(seeds=seeds):
-                reply = self._join(now, seeds)
+            case JoinCluster(addresses=addresses):
+                self._route(self._members.join(now, addresses))
             case LeaveCluster():
                 self._route(self._members.leave(now))
             case ListMembers():
@@ -246,6 +243,7 @@ class MembershipActor(GeventActor):
             case GossipStatus():
                 last = self._members.last_sync
                 reply = GossipHealth(
+                    self._members.addr,
                     len(self._members.peers()),
                     None if last is None else _wall(last),
                     len(self._members.records()) - 1,
@@ -273,25 +271,6 @@ class MembershipActor(GeventActor):
         answer = [e for e in effects if isinstance(e, Send) and isinstance(e.message, StateSync)]
         self._route([e for e in effects if e not in answer])
         return packet_for(self._members, answer[0].message) if answer else None
-
-    def _join(self, now: float, seeds: Sequence[Address]) -> JoinStarted:
-        """Resolve the seeds now (names may have changed since start-up); skip ourselves."""
-        resolved: list[Addr] = []
-        skipped: list[str] = []
-        me = self._members.addr
-        for seed in seeds:
-            try:
-                infos = gevent.socket.getaddrinfo(seed.host, seed.port, type=2)  # SOCK_DGRAM
-            except OSError as exc:
-                skipped.append(f"{seed}: {exc}")
-                continue
-            addr = (str(infos[0][4][0]), int(infos[0][4][1]))
-            if addr == me:
-                skipped.append(f"{seed}: this node")
-                continue
-            resolved.append(addr)
-        self._route(self._members.join(now, resolved))
-        return JoinStarted(tuple(f"{h}:{p}" for h, p in resolved), tuple(skipped))
 
     def _route(self, effects: list[Effect]) -> None:
         for effect in effects:

@@ -48,6 +48,7 @@ from caxton_actors.config import GOSSIP_PORT, ConfigError, parse_address, parse_
 from caxton_actors.http import media
 from caxton_actors.http.media import read_json_object
 from caxton_actors.runtime.actor import Ping
+from caxton_actors.wire.seeds import resolve as seeds_resolve
 
 MAX_ID_LENGTH = 128
 MAX_CAPABILITIES = 64
@@ -264,11 +265,19 @@ class ClusterJoin(Resource):
             )
         except ConfigError as exc:
             raise falcon.HTTPBadRequest(description=str(exc)) from None
-        started = _ask(
-            self.actors.membership, JoinCluster(addresses), "membership", self.actors.timeout
+        me = _ask(self.actors.membership, GossipStatus(), "membership", self.actors.timeout).addr
+        found = seeds_resolve(addresses, me)  # DNS here, in this request's greenlet
+        _ask(
+            self.actors.membership,
+            JoinCluster(found.addresses),
+            "membership",
+            self.actors.timeout,
         )
         resp.status = falcon.HTTP_202
-        resp.media = {"contacted": list(started.contacted), "skipped": list(started.skipped)}
+        resp.media = {
+            "contacted": [f"{host}:{port}" for host, port in found.addresses],
+            "skipped": list(found.skipped),
+        }
 
 
 def _str(value: object, field: str) -> str:

@@ -125,8 +125,9 @@ class Members:
     # Commands from the shell.
 
     def join(self, now: float, seeds: Sequence[Addr]) -> list[Effect]:
-        """Ask every seed for a full-state exchange; retried with backoff while alone."""
-        self._seeds = tuple(s for s in seeds if s != self.addr)
+        """Ask every seed known so far for a full-state exchange; retried with backoff until
+        one answers."""
+        self._seeds = tuple(dict.fromkeys(self._seeds + tuple(s for s in seeds if s != self.addr)))
         self._join_backoff = 1.0
         return self._send_join(now)
 

@@ -22,6 +22,23 @@ import pytest
 from tests.integration.conftest import NodeProcess, free_port, start_node
 
 SIZE = 5
+_handed_out: set[int] = set()
+
+
+def fresh_port() -> int:
+    """A port free for TCP and UDP alike, never handed out before in this run."""
+    while True:
+        port = free_port()
+        if port in _handed_out:
+            continue
+        try:
+            free = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            free.bind(("127.0.0.1", port))
+            free.close()
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
 
 
 class Cluster:
@@ -31,7 +48,7 @@ class Cluster:
         self.gossip_ports: dict[str, int] = {}
 
     def start(self, name: str, seeds: list[str], *extra: str) -> NodeProcess:
-        port = self.gossip_ports.setdefault(name, free_port(socket.SOCK_DGRAM))
+        port = self.gossip_ports.setdefault(name, fresh_port())
         seed_list = ",".join(f"127.0.0.1:{self.gossip_ports[s]}" for s in seeds)
         node = start_node(
             self.workdir,
@@ -43,6 +60,7 @@ class Cluster:
             *extra,
             name=name,
             db_name=f"{name}.db",
+            port=fresh_port(),
         )
         self.nodes[name] = node
         return node
@@ -150,7 +168,7 @@ def test_restart_with_the_same_name_comes_back_with_a_higher_incarnation(cluster
 def test_a_node_started_before_its_seed_joins_when_the_seed_comes_up(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     try:
-        cluster.gossip_ports["seed"] = free_port(socket.SOCK_DGRAM)
+        cluster.gossip_ports["seed"] = fresh_port()
         cluster.start("early", seeds=["seed"])
         time.sleep(1.5)
         assert cluster.view("early") == {"early": "alive"}
