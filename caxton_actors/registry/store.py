@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import ujson
+from sqlalchemy.dialects import sqlite
 
 from caxton_actors.registry.schema import (
     agent_capabilities,
@@ -90,6 +91,32 @@ def _correlation(row: sa.Row[Any]) -> Correlation:
     )
 
 
+# The hot statements, built once: constructing a Core statement costs more than running it.
+_ID: sa.BindParameter[str] = sa.bindparam("id")
+_INSERT_AGENT = sqlite.insert(agents).on_conflict_do_nothing(index_elements=["id"])
+# Keyed on "agent" (an update may not bind a parameter named after a column it sets).
+_UPDATE_AGENT = sa.update(agents).where(agents.c.id == sa.bindparam("agent"))
+_GET_AGENT = sa.select(agents).where(agents.c.id == _ID)
+_DELETE_AGENT = sa.delete(agents).where(agents.c.id == _ID)
+_INSERT_CAPABILITY = sa.insert(agent_capabilities)
+_DELETE_CAPABILITIES = sa.delete(agent_capabilities).where(agent_capabilities.c.agent_id == _ID)
+
+
+def _list_query(by_capability: bool, paged: bool) -> sa.Select[Any]:
+    query = sa.select(agents)
+    order: sa.ColumnElement[str] = agents.c.id
+    if by_capability:
+        query = query.join(agent_capabilities, agent_capabilities.c.agent_id == agents.c.id)
+        query = query.where(agent_capabilities.c.capability == sa.bindparam("capability"))
+        order = agent_capabilities.c.agent_id
+    if paged:
+        query = query.where(order > sa.bindparam("after"))
+    return query.order_by(order).limit(sa.bindparam("limit"))
+
+
+_LIST_AGENTS = {(c, p): _list_query(c, p) for c in (False, True) for p in (False, True)}
+
+
 class Tx:
     """The operations one request may run inside a batch's transaction.
 
@@ -106,52 +133,39 @@ class Tx:
     # agents
 
     def put_agent(self, agent_id: str, capabilities: tuple[str, ...]) -> Written:
-        created = self.get_agent(agent_id) is None
-        values = {
+        row = {
+            "id": agent_id,
             "node_id": self.node_id,
             "capabilities": ujson.dumps(list(capabilities)),
             "last_seen": self.now,
             "status": "active",
         }
+        created = self.conn.execute(_INSERT_AGENT, row).rowcount > 0
         if created:
-            self.conn.execute(sa.insert(agents).values(id=agent_id, **values))
             self.agents_delta += 1
         else:
-            self.conn.execute(sa.update(agents).where(agents.c.id == agent_id).values(**values))
-            self.conn.execute(
-                sa.delete(agent_capabilities).where(agent_capabilities.c.agent_id == agent_id)
-            )
+            updated = {"agent": agent_id, **{k: v for k, v in row.items() if k != "id"}}
+            self.conn.execute(_UPDATE_AGENT, updated)
+            self.conn.execute(_DELETE_CAPABILITIES, {"id": agent_id})
         if capabilities:
             self.conn.execute(
-                sa.insert(agent_capabilities),
-                [{"agent_id": agent_id, "capability": c} for c in capabilities],
+                _INSERT_CAPABILITY, [{"agent_id": agent_id, "capability": c} for c in capabilities]
             )
         return Written(Agent(agent_id, self.node_id, capabilities, self.now, "active"), created)
 
     def get_agent(self, agent_id: str) -> Agent | None:
-        row = self.conn.execute(sa.select(agents).where(agents.c.id == agent_id)).first()
+        row = self.conn.execute(_GET_AGENT, {"id": agent_id}).first()
         return None if row is None else _agent(row)
 
     def list_agents(self, capability: str | None, after: str | None, limit: int) -> list[Agent]:
         """A page of agents in id order, starting after ``after``."""
-        query = sa.select(agents)
-        if capability is not None:
-            query = query.join(
-                agent_capabilities, agent_capabilities.c.agent_id == agents.c.id
-            ).where(agent_capabilities.c.capability == capability)
-            order = agent_capabilities.c.agent_id
-        else:
-            order = agents.c.id
-        if after is not None:
-            query = query.where(order > after)
-        rows = self.conn.execute(query.order_by(order).limit(limit))
-        return [_agent(row) for row in rows]
+        query = _LIST_AGENTS[capability is not None, after is not None]
+        params = {"capability": capability, "after": after, "limit": limit}
+        return [_agent(row) for row in self.conn.execute(query, params).all()]
 
     def delete_agent(self, agent_id: str) -> bool:
-        self.conn.execute(
-            sa.delete(agent_capabilities).where(agent_capabilities.c.agent_id == agent_id)
-        )
-        deleted = self.conn.execute(sa.delete(agents).where(agents.c.id == agent_id))
+        self.conn.execute(_DELETE_CAPABILITIES, {"id": agent_id})
+        deleted = self.conn.execute(_DELETE_AGENT, {"id": agent_id})
         self.agents_delta -= deleted.rowcount
         return deleted.rowcount > 0
 
