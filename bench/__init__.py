@@ -1,0 +1,1 @@
+"""Benchmarks of caxton_actors; run each with ``python -m bench.<name>`` from the repo root."""

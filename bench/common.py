@@ -1,0 +1,37 @@
+"""Small helpers shared by the benchmarks: percentiles, a free port, table printing."""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Sequence
+
+
+def percentile(samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile over every sample (no interpolation, no sampling)."""
+    if not samples:
+        raise ValueError("no samples")
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def us(ns: float) -> str:
+    """Nanoseconds shown as microseconds or milliseconds, whichever reads better."""
+    if ns >= 1_000_000:
+        return f"{ns / 1_000_000:.2f} ms"
+    return f"{ns / 1_000:.0f} µs"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table, so results paste straight into BENCHMARKS.md."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
