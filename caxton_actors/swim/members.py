@@ -356,13 +356,11 @@ class Members:
         A remote ``dead`` is only a suspicion here: it may be stale, and the
         member gets its chance to refute.
         """
-        alive = Alive(record.name, record.incarnation, record.addr, record.meta)
         match record.state:
             case State.ALIVE:
+                alive = Alive(record.name, record.incarnation, record.addr, record.meta)
                 return self._alive(now, alive)
-            case State.SUSPECT | State.DEAD:
-                learned = [] if record.name in self._table else self._alive(now, alive)
-                suspect = Suspect(record.name, record.incarnation, self.name)
-                return learned + self._suspect(now, suspect)
+            case State.SUSPECT | State.DEAD:  # of a member we do not know: nothing to do
+                return self._suspect(now, Suspect(record.name, record.incarnation, self.name))
             case State.LEFT:
                 return self._left(now, Left(record.name, record.incarnation))
