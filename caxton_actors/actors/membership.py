@@ -8,6 +8,7 @@ either component wants sent leaves here, with the updates still to be spread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -194,7 +195,10 @@ class MembershipActor(GeventActor):
         except codec.DecodeError as exc:
             self._stats.incr(f"{metrics.GOSSIP_DROPPED}.{exc.reason}")
             return None
-        reply = self.actor_ref.ask(SyncRequest(packet), timeout=SYNC_ANSWER_TIMEOUT)
+        try:
+            reply = self.actor_ref.ask(SyncRequest(packet), timeout=SYNC_ANSWER_TIMEOUT)
+        except (pykka.ActorDeadError, pykka.Timeout):  # stopping, or too busy to merge now
+            return None
         if reply is None:
             return None
         assert isinstance(reply, Packet)
@@ -312,7 +316,8 @@ class MembershipActor(GeventActor):
         except codec.DecodeError as exc:
             self._stats.incr(f"{metrics.GOSSIP_DROPPED}.{exc.reason}")
             return
-        self.actor_ref.tell(Inbound(answer))
+        with contextlib.suppress(pykka.ActorDeadError):  # the node stopped meanwhile
+            self.actor_ref.tell(Inbound(answer))
 
     def _on_member_changed(self, member: MemberRecord, previous: State | None) -> None:
         log.info(
