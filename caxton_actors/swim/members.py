@@ -90,6 +90,9 @@ class Members:
         self._table: dict[str, _Entry] = {name: _Entry(me, now)}
         self._queue = BroadcastQueue()
         self._queue.push(Alive(name, incarnation, addr, meta))
+        self._timed: dict[str, None] = {}
+        """Suspects and tombstones, the only members with a deadline, so a tick costs O(them);
+        a dict, not a set, so that the order (and so a simulation) never depends on hashing."""
         self._next_gossip = now + timing.gossip_interval
         self._next_push_pull = now + rng.uniform(0, timing.push_pull_interval)
         self._seeds: tuple[Addr, ...] = ()
@@ -177,27 +180,24 @@ class Members:
         deadlines = [self._next_gossip, self._next_push_pull]
         if self._next_join is not None:
             deadlines.append(self._next_join)
-        deadlines += [e.suspicion.deadline for e in self._table.values() if e.suspicion]
-        reclaim = self.timing.dead_node_reclaim_time
-        deadlines += [
-            e.changed_at + reclaim
-            for e in self._table.values()
-            if e.record.state in (State.DEAD, State.LEFT) and e.record.name != self.name
-        ]
+        deadlines += [self._deadline(self._table[name]) for name in self._timed]
         return min(deadlines)
+
+    def _deadline(self, entry: _Entry) -> float:
+        """When a suspect is declared dead, or a tombstone reaped."""
+        if entry.suspicion is not None:
+            return entry.suspicion.deadline
+        return entry.changed_at + self.timing.dead_node_reclaim_time
 
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        for entry in list(self._table.values()):
-            record = entry.record
-            if entry.suspicion is not None and entry.suspicion.deadline <= now:
-                effects += self._dead(now, Dead(record.name, record.incarnation, self.name))
-            elif (
-                record.state in (State.DEAD, State.LEFT)
-                and record.name != self.name
-                and entry.changed_at + self.timing.dead_node_reclaim_time <= now
-            ):
-                del self._table[record.name]  # the tombstone has outlived any stale word
+        for name in [n for n in self._timed if self._deadline(self._table[n]) <= now]:
+            record = self._table[name].record
+            if record.state is State.SUSPECT:
+                effects += self._dead(now, Dead(name, record.incarnation, self.name))
+            else:
+                del self._table[name]  # the tombstone has outlived any stale word
+                del self._timed[name]
         if self._next_join is not None and self._next_join <= now:
             effects += self._send_join(now)
         if self._next_gossip <= now:
@@ -250,6 +250,10 @@ class Members:
         previous = entry.record
         entry.record = record
         entry.suspicion = None
+        if record.state in (State.DEAD, State.LEFT) and record.name != self.name:
+            self._timed[record.name] = None  # a tombstone, reaped on time
+        else:
+            self._timed.pop(record.name, None)
         if previous.state is not record.state:
             entry.changed_at = now
         if (previous.state, previous.addr, previous.meta) == (
@@ -314,6 +318,7 @@ class Members:
             max(0, min(self.timing.suspicion_mult - 2, size - 2)),
             suspect.by,
         )
+        self._timed[suspect.name] = None
         self._queue.push(suspect)
         return [event] if event else []
 
