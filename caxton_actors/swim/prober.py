@@ -33,6 +33,12 @@ from caxton_actors.swim.messages import (
 )
 from caxton_actors.swim.timing import Timing
 
+# A helper gives up on the target a little before the asker's own probe timeout would:
+# the asker pings through helpers one probe timeout before its period ends, so a nack
+# sent a full timeout later would land just after the period, and every death of a
+# member would count against the asker's own health.
+NACK_TIMEOUT_FRACTION = 0.8
+
 
 @dataclass(slots=True)
 class _Probe:
@@ -99,7 +105,8 @@ class Prober:
                 return [Send(sender, Ack(seq))] if target == self.name else []
             case PingReq(seq=seq, target=target, target_addr=target_addr):
                 self._seq += 1
-                self._relays[self._seq] = _Relay(sender, seq, now + self.timing.probe_timeout)
+                nack_at = now + NACK_TIMEOUT_FRACTION * self.timing.probe_timeout
+                self._relays[self._seq] = _Relay(sender, seq, nack_at)
                 return [Send(target_addr, Ping(self._seq, target))]
             case Ack(seq=seq):
                 return self._on_ack(now, seq)
