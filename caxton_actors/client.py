@@ -53,6 +53,7 @@ def _monitor(address: str) -> None:
         response = conn.getresponse()
         if response.status != 200:
             raise ApiError(f"{response.status}: {response.read().decode(errors='replace')}")
+        print(f"following member events from http://{address}", flush=True)
         for raw in response:
             line = raw.decode().strip()
             if line.startswith("data: "):

@@ -211,6 +211,8 @@ def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             text=True,
         )
+        assert monitor.stdout is not None
+        assert monitor.stdout.readline().startswith("following member events")  # subscribed
         joined = _cli("join", "--http", http_b, f"127.0.0.1:{cluster.gossip_ports['a']}")
         assert joined.returncode == 0, joined.stderr
         assert f"contacted: 127.0.0.1:{cluster.gossip_ports['a']}" in joined.stdout
