@@ -57,7 +57,7 @@ MAX_PAGE = 1000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 MAX_SEEDS = 64
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")  # ID_PATTERN, used with fullmatch
+_ID = re.compile(ID_PATTERN)  # used with fullmatch: a trailing newline does not pass
 
 
 @dataclass(frozen=True, slots=True)
