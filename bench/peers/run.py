@@ -44,7 +44,7 @@ from types import FrameType
 from typing import Any
 
 from bench.common import table
-from bench.peers.caxton_driver import CaxtonDriver
+from bench.peers.caxton_driver import HTTP_OFFSET, CaxtonDriver
 from bench.peers.driver import FAILED, LEFT, SUSPECT, Driver, View
 from bench.peers.kinship_driver import KinshipDriver
 from bench.peers.measure import (
@@ -493,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - a flat CL
     try:
         for n in sizes:
             workdir = top / f"n{n}"
-            base = find_base_port(n + s.trials, offsets=(0, RPC_OFFSET))
+            base = find_base_port(n + s.trials, offsets=(0, RPC_OFFSET, HTTP_OFFSET))
             driver = SYSTEMS[args.system](workdir, base, key)
             log(f"{args.system} N={n}: ports {base}.., workdir {workdir}")
             try:
