@@ -10,11 +10,8 @@ as if it had been running for a while, then:
     ``left``, in gossip rounds (``gossip_interval``), and the packets per node that
     this one update cost above the idle load.
 
-Joining N nodes through one seed costs O(N^2) in full-state exchanges, so the
-cluster is bootstrapped directly: every node is started alone, handed the whole
-table in one full-state exchange (``StateSync``, exactly what a push-pull answer
-delivers), and its broadcast queue is drained, since in a settled cluster everyone
-has long finished telling the others about everyone.
+The cluster starts settled (``sim.cluster.settled``): joining N nodes through one
+seed would cost O(N^2) in full-state exchanges.
 
 Run: python -m bench.sim_scale [--sizes 16,32,...] [--seeds 15] [--jobs 2] [--plot PATH]
 """
@@ -35,14 +32,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from caxton_actors.sim.cluster import Cluster, Network, addr_of
-from caxton_actors.swim.messages import MemberRecord, Packet, State, StateSync
-from caxton_actors.swim.timing import LAN, Timing
+from caxton_actors.sim.cluster import Cluster, Network, settled
+from caxton_actors.swim.messages import State
+from caxton_actors.swim.timing import LAN
 
 from .common import table
 
 PERFECT = Network()
-SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 10000)
 IDLE_PERIODS = 2  # protocol periods counted for (a)
 SPREAD_CAP = 10.0  # virtual seconds: give up on (b) after this (50 LAN rounds)
 DEFAULT_PLOT = Path(__file__).resolve().parent.parent / "docs" / "sim-scale.png"
@@ -61,31 +58,6 @@ class Run:
     wall: float
     """Seconds of real time for this run, bootstrap included."""
     rss_mb: float
-
-
-def bootstrap(seed: int, size: int, timing: Timing = LAN, network: Network = PERFECT) -> Cluster:
-    """A cluster of ``size`` nodes that all know each other and have nothing left to tell."""
-    cluster = Cluster(seed, timing, network)
-    names = [f"n{i}" for i in range(size)]
-    for i, name in enumerate(names):
-        # Started one after another across a gossip interval, so that gossip rounds are
-        # out of step, as on real machines (probes and push-pulls are phased at random).
-        cluster.run_until(i * timing.gossip_interval / size)
-        cluster.start(name)  # no seeds: alone, nothing sent, timers armed
-    cluster.run_until(timing.gossip_interval)
-    everyone = StateSync(
-        tuple(MemberRecord(name, addr_of(name), 0, State.ALIVE) for name in names), reply=False
-    )
-    for name in names:
-        node = cluster.node(name)
-        # The answer to a push-pull with names[0]: table and prober learn every member.
-        node.handle(cluster.now, Packet(names[0], addr_of(names[0]), everyone))
-        # Each learned member was queued for dissemination; in a settled cluster that
-        # was spread long ago. Each call counts one more send of every pending update,
-        # which is dropped once it reaches the retransmit limit.
-        while node.members.take_broadcasts(sys.maxsize):
-            pass
-    return cluster
 
 
 def idle_packets_per_period(cluster: Cluster, periods: int) -> float:
@@ -114,7 +86,7 @@ def spread_of_leave(cluster: Cluster, origin: str, cap: float) -> dict[str, floa
 def measure(size: int, seed: int, idle_periods: int = IDLE_PERIODS) -> Run:
     began = time.perf_counter()
     gc.disable()  # millions of long-lived records: spare them the cyclic GC's rescans
-    cluster = bootstrap(seed, size)
+    cluster = settled(seed, size, LAN, PERFECT)
     gc.freeze()
     gc.enable()
     timing = cluster.timing
@@ -309,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write")
     parser.add_argument("--no-plot", action="store_true", help="print the table only")
     parser.add_argument("--save", type=Path, help="also write every run to this JSON file")
-    parser.add_argument("--load", type=Path, help="measure nothing: the runs of a --save")
+    parser.add_argument(
+        "--load", type=Path, nargs="+", help="measure nothing: the runs of one or more --save"
+    )
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",")})
     argline = " ".join(sys.argv[1:] if argv is None else argv)
@@ -328,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"wrote {args.plot}")
 
 
-def load(path: Path) -> list[Run]:
-    return [Run(**fields) for fields in json.loads(path.read_text())]
+def load(paths: Sequence[Path]) -> list[Run]:
+    runs = [Run(**fields) for path in paths for fields in json.loads(path.read_text())]
+    return sorted(runs, key=lambda r: (r.size, r.seed))
 
 
 def measure_all(sizes: Sequence[int], args: argparse.Namespace) -> list[Run]:

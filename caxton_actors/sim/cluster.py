@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from caxton_actors.swim.messages import Addr, MemberChanged, Packet, State
+from caxton_actors.swim.messages import Addr, MemberChanged, MemberRecord, Packet, State, StateSync
 from caxton_actors.swim.node import Outgoing, Output, SwimNode
 from caxton_actors.swim.timing import LAN, Timing
 
@@ -196,3 +196,30 @@ class Cluster:
     def _cut(self, a: str, b: str) -> bool:
         groups = self._groups
         return groups is not None and groups.get(a, -1) != groups.get(b, -1)
+
+
+def settled(seed: int, size: int, timing: Timing = LAN, network: Network = Network()) -> Cluster:
+    """``size`` nodes ``n0``.. that all know each other and have nothing left to tell.
+
+    Joining N nodes through one seed costs O(N^2) in full-state exchanges, so this
+    starts every node alone, hands each the whole table in one full-state exchange
+    (what a push-pull answer delivers; the records are shared, which keeps 10,000
+    nodes in memory), and forgets the updates that learning queued, as a cluster
+    that has run for a while has long spread them.
+    """
+    cluster = Cluster(seed, timing, network)
+    names = [f"n{i}" for i in range(size)]
+    for i, name in enumerate(names):
+        # Started across a gossip interval, so that gossip rounds are out of step as on
+        # real machines (probes and push-pulls are phased at random anyway).
+        cluster.run_until(i * timing.gossip_interval / size)
+        cluster.start(name)  # no seeds: alone, nothing sent, timers armed
+    cluster.run_until(timing.gossip_interval)
+    everyone = StateSync(
+        tuple(MemberRecord(name, addr_of(name), 0, State.ALIVE) for name in names), reply=False
+    )
+    for name in names:
+        node = cluster.node(name)
+        node.handle(cluster.now, Packet(names[0], addr_of(names[0]), everyone))
+        node.members.settle()
+    return cluster

@@ -8,6 +8,7 @@ piggybacked on later messages a limited number of times (growing as log N).
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -38,27 +39,56 @@ JOIN_RETRY_MAX = 30.0
 
 
 class BroadcastQueue:
-    """Pending updates, at most one per member; the least-sent go out first."""
+    """Pending updates, at most one per member; the least-sent go out first.
+
+    Updates sit in buckets by how often they were sent, so taking a few costs
+    O(taken + buckets), however many are pending: a node that just learned a
+    thousand members pays for the ones it sends, not for sorting the rest.
+    """
 
     def __init__(self) -> None:
-        self._pending: dict[str, tuple[Update, int]] = {}
+        self._buckets: list[dict[str, Update]] = [{}]
+        """``_buckets[k]``: the updates sent ``k`` times, oldest first."""
+        self._sent: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._sent)
+
+    def clear(self) -> None:
+        self._buckets = [{}]
+        self._sent = {}
 
     def push(self, update: Update) -> None:
-        self._pending[update.name] = (update, 0)  # a newer word replaces the older
+        sent = self._sent.pop(update.name, None)
+        if sent is not None:
+            del self._buckets[sent][update.name]  # a newer word replaces the older
+        self._sent[update.name] = 0
+        self._buckets[0][update.name] = update
 
     def take(self, max_items: int, limit: int, prefer: str | None = None) -> tuple[Update, ...]:
         """Up to ``max_items`` updates, ``prefer``'s first; dropped after ``limit`` sends."""
-        ranked = sorted(self._pending.items(), key=lambda item: (item[0] != prefer, item[1][1]))
+        for bucket in self._buckets[limit:]:  # the limit fell as the cluster shrank
+            for name in bucket:
+                del self._sent[name]
+        del self._buckets[limit:]
+        chosen = [prefer] if prefer is not None and prefer in self._sent else []
+        chosen += itertools.islice(
+            (name for bucket in self._buckets for name in bucket if name != prefer),
+            max(0, max_items - len(chosen)),
+        )
         taken = []
-        for name, (update, sent) in ranked[:max_items]:
+        for name in chosen[:max_items]:
+            sent = self._sent.pop(name)
+            bucket = self._buckets[sent]
+            update = bucket.pop(name)
+            if not bucket:
+                self._buckets[sent] = {}  # an emptied dict keeps its size: let it go
             taken.append(update)
-            if sent + 1 >= limit:
-                del self._pending[name]
-            else:
-                self._pending[name] = (update, sent + 1)
+            if sent + 1 < limit:
+                if sent + 1 == len(self._buckets):
+                    self._buckets.append({})
+                self._buckets[sent + 1][name] = update
+                self._sent[name] = sent + 1
         return tuple(taken)
 
 
@@ -124,6 +154,10 @@ class Members:
     def take_broadcasts(self, max_items: int, prefer: str | None = None) -> tuple[Update, ...]:
         limit = self.timing.retransmit_limit(len(self._table))
         return self._queue.take(max_items, limit, prefer)
+
+    def settle(self) -> None:
+        """Forget what is still to be spread: for a simulation that starts settled."""
+        self._queue.clear()
 
     # Commands from the shell.
 
@@ -273,7 +307,8 @@ class Members:
         self._queue.push(Alive(self.name, incarnation, me.addr, me.meta))
         return [Refuted(incarnation)]
 
-    def _alive(self, now: float, alive: Alive) -> list[Effect]:
+    def _alive(self, now: float, alive: Alive, record: MemberRecord | None = None) -> list[Effect]:
+        """``record``: the same news as a record already built, to keep instead of a copy."""
         if alive.name == self.name:
             me = self.me
             clash: list[Effect] = [NameConflict(alive.addr)] if alive.addr != me.addr else []
@@ -286,7 +321,10 @@ class Members:
         entry = self._table.get(alive.name)
         if entry is not None and alive.incarnation <= entry.record.incarnation:
             return []
-        record = MemberRecord(alive.name, alive.addr, alive.incarnation, State.ALIVE, alive.meta)
+        if record is None:
+            record = MemberRecord(
+                alive.name, alive.addr, alive.incarnation, State.ALIVE, alive.meta
+            )
         event = self._set(now, record)
         self._queue.push(alive)
         return [event] if event else []
@@ -364,7 +402,7 @@ class Members:
         match record.state:
             case State.ALIVE:
                 alive = Alive(record.name, record.incarnation, record.addr, record.meta)
-                return self._alive(now, alive)
+                return self._alive(now, alive, record)
             case State.SUSPECT | State.DEAD:  # of a member we do not know: nothing to do
                 return self._suspect(now, Suspect(record.name, record.incarnation, self.name))
             case State.LEFT:

@@ -82,8 +82,12 @@ class Prober:
             return
         if record.state in (State.ALIVE, State.SUSPECT):
             if record.name not in self._targets:
-                # A newcomer goes to a random place still ahead in this round.
-                self._order.insert(self._rng.randint(self._cursor, len(self._order)), record.name)
+                # A newcomer takes a random place still ahead in this round, and whoever
+                # held it moves to the end, still ahead: O(1), where an insert is O(N).
+                order = self._order
+                order.append(record.name)
+                spot = self._rng.randint(self._cursor, len(order) - 1)
+                order[spot], order[-1] = order[-1], order[spot]
             self._targets[record.name] = record
         elif self._targets.pop(record.name, None) is not None:
             if self._order.index(record.name) < self._cursor:

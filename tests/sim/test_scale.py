@@ -1,45 +1,25 @@
 """SWIM's scaling, in the simulator: spreading grows with log N, idle load per node not at all.
 
-The clusters start already converged (see ``bench/sim_scale.py``, which runs the
-same measurement up to thousands of nodes and plots it): joining 256 nodes
-through one seed would cost far more than measuring them.
+The clusters start already converged (``sim.cluster.settled``): joining 256 nodes
+through one seed would cost far more than measuring them. ``bench/sim_scale.py``
+runs the same measurement up to 10,000 nodes and plots it.
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 from dataclasses import dataclass
 
 import pytest
 
-from caxton_actors.sim.cluster import Cluster, addr_of
-from caxton_actors.swim.messages import MemberRecord, Packet, State, StateSync
+from caxton_actors.sim.cluster import settled
+from caxton_actors.swim.messages import State
 from caxton_actors.swim.timing import LAN
 
 SEEDS = range(5)
 SMALL, LARGE = 32, 256
 IDLE_PERIODS = 2
 SPREAD_CAP = 10.0  # virtual seconds: 50 gossip rounds
-
-
-def _settled(seed: int, size: int) -> Cluster:
-    """``size`` nodes that know each other, with nothing left to disseminate."""
-    cluster = Cluster(seed, LAN)
-    names = [f"n{i}" for i in range(size)]
-    for i, name in enumerate(names):
-        cluster.run_until(i * LAN.gossip_interval / size)  # gossip rounds out of step
-        cluster.start(name)
-    cluster.run_until(LAN.gossip_interval)
-    everyone = StateSync(
-        tuple(MemberRecord(name, addr_of(name), 0, State.ALIVE) for name in names), reply=False
-    )
-    for name in names:
-        node = cluster.node(name)
-        node.handle(cluster.now, Packet(names[0], addr_of(names[0]), everyone))
-        while node.members.take_broadcasts(sys.maxsize):  # long since spread
-            pass
-    return cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +30,7 @@ class _Result:
 
 
 def _measure(seed: int, size: int) -> _Result:
-    cluster = _settled(seed, size)
+    cluster = settled(seed, size)
     assert all(len(cluster.view(n)) == size for n in cluster.live)
 
     before = cluster.sent.total()
