@@ -126,7 +126,7 @@ def fill(ref: Ref, ids: range) -> None:
 def bench_writes(path: Path, total: int, clients: int) -> None:
     """``total`` writes from ``clients`` greenlets, then fewer from 8 and from 1."""
     stats = Recorder()
-    ref = RegistryActor.start(path, "bench", 3600.0, stats)
+    ref = RegistryActor.start(path, "bench", 3600.0, 60.0, stats)
     rows: list[list[object]] = []
     next_id = 0
     try:
@@ -210,7 +210,7 @@ def lookup_rows(
 def bench_lookups(path: Path, lookups: int, lag_seconds: float, clients: int) -> None:
     rng = random.Random(17)
     stats = Recorder()
-    ref = RegistryActor.start(path, "bench", 3600.0, stats)
+    ref = RegistryActor.start(path, "bench", 3600.0, 60.0, stats)
     rows: list[list[object]] = []
     try:
         started = time.perf_counter()

@@ -34,6 +34,9 @@ HTTP_REQUEST_TIME = "caxton_http_request_ms"  # timer, suffixed .<route>
 HUB_LOOP_LAG = "caxton_hub_loop_lag_ms"  # timer
 REGISTRY_BATCH_SIZE = "caxton_registry_batch_size"  # timer (a distribution of counts)
 REGISTRY_COMMIT_TIME = "caxton_registry_commit_ms"  # timer
+AGENT_REGISTRY_UNREACHABLE = "caxton_agent_registry_unreachable"  # gauge: owner dead or left
+REGISTRY_UPDATES_DROPPED = "caxton_registry_updates_dropped_total"  # counter, suffixed .<reason>
+REGISTRY_PULLS = "caxton_registry_pulls_total"  # counter: deltas asked of peers
 CORRELATIONS_EXPIRED = "caxton_correlations_expired_total"  # counter
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

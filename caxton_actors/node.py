@@ -23,12 +23,13 @@ from caxton_actors.actors.membership import (
     MembershipActor,
     UseDetector,
 )
-from caxton_actors.actors.registry import RegistryActor
+from caxton_actors.actors.registry import MemberState, RegistryActor, UseMembership
 from caxton_actors.config import Config
 from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
 from caxton_actors.registry.schema import SchemaError
 from caxton_actors.runtime.lag import LoopLagMonitor
+from caxton_actors.swim.messages import HTTP_META_KEY
 from caxton_actors.swim.timing import PRESETS
 from caxton_actors.wire.seeds import keep_resolving
 
@@ -83,12 +84,18 @@ class Node:
         listener = listen(config.http_bind)
         http_port = listener.getsockname()[1]
         registry = RegistryActor.start(
-            config.sqlite_path, config.node_name, config.reap_interval, self.stats
+            config.sqlite_path,
+            config.node_name,
+            config.reap_interval,
+            config.gossip.failure_detection_timeout,
+            self.stats,
         )
         self._refs["registry"] = registry
+        http_host = _advertised_host(config.http_bind.host)
+        registry.tell(MemberState(config.node_name, True, f"{http_host}:{http_port}"))
         membership = detector = None
         if config.gossip.enabled:
-            membership, detector = self._start_gossip(http_port)
+            membership, detector = self._start_gossip(registry, f"{http_host}:{http_port}")
         else:
             self.stats.gauge(metrics.GOSSIP_PEERS, 0)
         actors = Actors(registry, membership, detector, tuple(self._refs.items()), ASK_TIMEOUT)
@@ -100,7 +107,9 @@ class Node:
                 config.gossip.seed_nodes, me, lambda found: membership.tell(JoinCluster(found))
             )
 
-    def _start_gossip(self, http_port: int) -> tuple[pykka.ActorRef[Any], pykka.ActorRef[Any]]:
+    def _start_gossip(
+        self, registry: pykka.ActorRef[Any], http_address: str
+    ) -> tuple[pykka.ActorRef[Any], pykka.ActorRef[Any]]:
         config = self.config
         gossip = config.gossip
         timing = PRESETS[gossip.profile].with_overrides(
@@ -108,19 +117,20 @@ class Node:
             dead_node_reclaim_time=gossip.failure_detection_timeout,
         )
         host = _advertised_host(gossip.bind_address.host)
-        http_host = _advertised_host(config.http_bind.host)
         rng = random.Random()
         membership = MembershipActor.start(
             config.node_name,
             gossip.bind_address,
             host,
-            (("http", f"{http_host}:{http_port}"),),
+            ((HTTP_META_KEY, http_address),),
             timing,
             gossip.cluster_label,
             rng,
             self.stats,
+            registry,
         )
         self._refs["membership"] = membership
+        registry.tell(UseMembership(membership))
         detector = DetectorActor.start(config.node_name, timing, rng, membership, self.stats)
         self._refs["detector"] = detector
         membership.tell(UseDetector(detector))

@@ -4,6 +4,8 @@ Around the pure :class:`Members` it owns the UDP endpoint and the TCP listener
 for full-state exchanges. Inbound packets give their piggybacked updates to
 the table and their probe traffic to the failure detection actor; whatever
 either component wants sent leaves here, with the updates still to be spread.
+For the registry actor it carries registry heads on its packets, runs the
+pulls it asks for, and answers peers' pulls with what it returns.
 """
 
 from __future__ import annotations
@@ -22,11 +24,21 @@ import pykka
 
 from caxton_actors import metrics
 from caxton_actors.actors.detector import Probe
+from caxton_actors.actors.registry import (
+    AnswerPull,
+    HeardHeads,
+    MemberState,
+    Merge,
+    PullFrom,
+    SpreadHeads,
+)
 from caxton_actors.config import Address
+from caxton_actors.registry.records import AgentUpdate, Head, RegistryPull
 from caxton_actors.runtime.actor import GeventActor
 from caxton_actors.runtime.timer import Alarm
-from caxton_actors.swim.members import Members
+from caxton_actors.swim.members import BroadcastQueue, Members
 from caxton_actors.swim.messages import (
+    HTTP_META_KEY,
     Addr,
     Effect,
     Gossip,
@@ -161,10 +173,15 @@ class MembershipActor(GeventActor):
         cluster_label: str,
         rng: random.Random,
         stats: metrics.Metrics,
+        registry: pykka.ActorRef[Any] | None = None,
     ) -> None:
         super().__init__()
         self._label = cluster_label
         self._stats = stats
+        self._registry = registry
+        self._heads: BroadcastQueue[Head] = BroadcastQueue()
+        self._digest: tuple[Head, ...] = ()
+        """Every registry head, as the registry actor last told us."""
         self._detector: pykka.ActorRef[Any] | None = None
         self._subscribers: list[gevent.queue.Queue[MemberEvent]] = []
         try:
@@ -195,6 +212,8 @@ class MembershipActor(GeventActor):
         except codec.DecodeError as exc:
             self._stats.incr(f"{metrics.GOSSIP_DROPPED}.{exc.reason}")
             return None
+        if isinstance(packet.message, RegistryPull):
+            return self._answer_pull(packet.message)
         try:
             reply = self.actor_ref.ask(SyncRequest(packet), timeout=SYNC_ANSWER_TIMEOUT)
         except (pykka.ActorDeadError, pykka.Timeout):  # stopping, or too busy to merge now
@@ -203,6 +222,35 @@ class MembershipActor(GeventActor):
             return None
         assert isinstance(reply, Packet)
         return codec.encode(reply, self._label, codec.MAX_STREAM_MESSAGE)
+
+    def _answer_pull(self, pull: RegistryPull) -> bytes | None:
+        if self._registry is None:
+            return None
+        try:
+            update = self._registry.ask(AnswerPull(pull), timeout=SYNC_ANSWER_TIMEOUT)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            return None
+        assert isinstance(update, AgentUpdate)
+        packet = Packet(self._members.name, self._members.addr, update)
+        return codec.encode(packet, self._label, codec.MAX_STREAM_MESSAGE)
+
+    def _pull(self, to: Addr, pull: RegistryPull) -> None:
+        """One registry pull over TCP, in its own greenlet; the answer goes to the registry."""
+        packet = Packet(self._members.name, self._members.addr, pull)
+        self._stats.incr(metrics.REGISTRY_PULLS)
+        try:
+            data = exchange(to, codec.encode(packet, self._label, codec.MAX_STREAM_MESSAGE))
+            answer = codec.decode(data, self._label, codec.MAX_STREAM_MESSAGE)
+        except StreamError as exc:
+            log.debug("registry pull from %s failed: %s", to, exc)
+            return
+        except codec.DecodeError as exc:
+            self._stats.incr(f"{metrics.GOSSIP_DROPPED}.{exc.reason}")
+            return
+        if not isinstance(answer.message, AgentUpdate):
+            self._stats.incr(f"{metrics.GOSSIP_DROPPED}.unexpected_stream")
+        elif self._registry is not None:
+            self._registry.tell(Merge(answer.message))
 
     # The actor.
 
@@ -230,6 +278,12 @@ class MembershipActor(GeventActor):
                 reply = self._answer_sync(now, packet)
             case UseDetector(detector=detector):
                 self._detector = detector
+            case SpreadHeads(news=news, digest=digest):
+                for head in news:
+                    self._heads.push(head)
+                self._digest = digest
+            case PullFrom(source=source, pull=pull):
+                gevent.spawn(self._pull, source, pull)
             case Subscribe(queue=queue):
                 self._subscribers.append(queue)
             case Unsubscribe(queue=queue):
@@ -258,6 +312,8 @@ class MembershipActor(GeventActor):
         return reply
 
     def _inbound(self, now: float, packet: Packet) -> list[Effect]:
+        if packet.heads and self._registry is not None:
+            self._registry.tell(HeardHeads(packet.sender_addr, packet.heads))
         effects = self._members.apply(now, packet.piggyback)
         message = packet.message
         if isinstance(message, StateSync):
@@ -274,17 +330,21 @@ class MembershipActor(GeventActor):
         effects = self._inbound(now, packet)
         answer = [e for e in effects if isinstance(e, Send) and isinstance(e.message, StateSync)]
         self._route([e for e in effects if e not in answer])
-        return packet_for(self._members, answer[0].message) if answer else None
+        return self._packet(answer[0].message) if answer else None
 
     def _route(self, effects: list[Effect]) -> None:
         for effect in effects:
             match effect:
                 case Send(to=to, message=StateSync() as sync):
-                    gevent.spawn(self._push_pull, to, packet_for(self._members, sync))
+                    gevent.spawn(self._push_pull, to, self._packet(sync))
                 case Send(to=to, message=message):
                     self._send(to, message)
                 case MemberChanged(member=member, previous=previous):
                     self._on_member_changed(member, previous)
+                    if self._registry is not None:
+                        up = member.state in (State.ALIVE, State.SUSPECT)
+                        route = dict(member.meta).get(HTTP_META_KEY)
+                        self._registry.tell(MemberState(member.name, up, route))
                     if self._detector is not None:
                         self._detector.tell(effect)
                 case NameConflict(addr=addr):
@@ -300,10 +360,13 @@ class MembershipActor(GeventActor):
                         self._detector.tell(effect)
 
     def _send(self, to: Addr, message: Message) -> None:
-        data = codec.encode(packet_for(self._members, message), self._label)
+        data = codec.encode(self._packet(message), self._label)
         self._udp.send(data, to)
         self._stats.incr(metrics.GOSSIP_MESSAGES_SENT)
         self._stats.incr(metrics.GOSSIP_BYTES_SENT, len(data))
+
+    def _packet(self, message: Message) -> Packet:
+        return packet_for(self._members, message, self._heads, self._digest)
 
     def _push_pull(self, to: Addr, packet: Packet) -> None:
         """One TCP exchange, in its own greenlet; the answer comes back as a message."""

@@ -5,6 +5,11 @@ are. When the actor wakes it takes every request already queued behind the
 first, runs the whole batch on its worker thread in one transaction, and only
 then answers each sender: one commit for many writes, no SQLite call on the
 hub, and no reply before the data is durable.
+
+It also holds the cluster-wide registry (:class:`Replica`) in memory: lookups
+are answered from it on the hub, this node's own writes enter it once
+committed, and what gossip brings (through the membership actor, which owns
+the sockets) is merged into it and written to the file behind the answer.
 """
 
 from __future__ import annotations
@@ -12,14 +17,18 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.threadpool
+import pykka
 
 from caxton_actors import metrics
+from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+from caxton_actors.registry.replica import LIMITS, Limits, Replica, Source
 from caxton_actors.registry.store import (
     Agent,
     Conversation,
@@ -55,21 +64,16 @@ class PutAgent(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class GetAgent(RegistryRequest):
-    agent_id: str
+class SaveReplica(RegistryRequest):
+    """Other owners' records as the replica now holds them: written behind the merge."""
 
-    def apply(self, tx: Tx) -> Agent | None:
-        return tx.get_agent(self.agent_id)
+    stored: tuple[AgentRecord, ...]
+    forgotten: tuple[tuple[str, str], ...]
+    heads: tuple[tuple[Head, int], ...]
+    gone: tuple[str, ...]
 
-
-@dataclass(frozen=True, slots=True)
-class ListAgents(RegistryRequest):
-    capability: str | None
-    after: str | None
-    limit: int
-
-    def apply(self, tx: Tx) -> list[Agent]:
-        return tx.list_agents(self.capability, self.after, self.limit)
+    def apply(self, tx: Tx) -> None:
+        tx.save_replica(self.stored, self.forgotten, self.heads, self.gone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +147,102 @@ class CheckDatabase(RegistryRequest):
         return tx.check()
 
 
+# Answered from memory, on the hub.
+
+
 @dataclass(frozen=True, slots=True)
 class CountAgents:
-    """How many agents the registry holds; answered from memory."""
+    """How many agents the cluster-wide registry holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetAgent:
+    """The agent's newest claim anywhere in the cluster."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListAgents:
+    capability: str | None
+    after: str | None
+    limit: int
+    local: bool = False
+    """Only this node's own agents."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryDigest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DigestView:
+    agents: int
+    unreachable: int
+    digest: str
+    """Equal on nodes that hold the same live records."""
+    heads: tuple[Head, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryFull:
+    """A registration refused: this node already owns ``limit`` agents."""
+
+    limit: int
+
+
+# Between the registry and the membership actor.
+
+
+@dataclass(frozen=True, slots=True)
+class UseMembership:
+    membership: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    name: str
+    up: bool
+    """Alive or suspect; not dead or left."""
+    route: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeardHeads:
+    source: Source
+    heads: tuple[Head, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    update: AgentUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPull:
+    pull: RegistryPull
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadHeads:
+    """To the membership actor: heads to piggyback, and all of them for full-state exchanges."""
+
+    news: tuple[Head, ...]
+    digest: tuple[Head, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PullFrom:
+    """To the membership actor: ask ``source`` for what it knows beyond our heads."""
+
+    source: Source
+    pull: RegistryPull
+
+
+@dataclass(frozen=True, slots=True)
+class Housekeeping:
+    """Expire correlations and the replica's stale records."""
 
 
 def _now_ms() -> int:
@@ -160,22 +257,30 @@ class RegistryActor(GeventActor):
         path: Path,
         node_id: str,
         reap_interval: float,
+        ttl: float,
         stats: metrics.Metrics,
+        limits: Limits = LIMITS,
     ) -> None:
         super().__init__()
         self._reap_interval = reap_interval
         self._stats = stats
+        self._limits = limits
         # One thread owns the SQLite connection: sqlite3 objects stay on their thread.
         self._worker = gevent.threadpool.ThreadPool(1)
         try:
             self._store: Store = self._worker.apply(Store, (path, node_id))
-            (count,), _ = self._worker.apply(self._store.run_batch, ([Tx.count_agents], _now_ms()))
+            (own, (records, heads)), _ = self._worker.apply(
+                self._store.run_batch, ([Tx.own_agents, Tx.load_replica], _now_ms())
+            )
         except BaseException:
             self._worker.kill()
             raise
-        self._agent_count = 0
-        self._set_agent_count(count)
+        self._replica = Replica(node_id, ttl, limits)
+        self._replica.load(records, heads)
+        self._replica.restart(((a.id, a.capabilities) for a in own), time.time())
+        self._membership: pykka.ActorRef[Any] | None = None
         self._reaper: gevent.Greenlet[[], None] | None = None
+        self._gauges()
 
     def on_start(self) -> None:
         self._reaper = gevent.spawn(self._reap_forever)
@@ -190,10 +295,48 @@ class RegistryActor(GeventActor):
         self.on_stop()
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, CountAgents):
-            return self._agent_count
-        if not isinstance(message, RegistryRequest):
-            return super().on_receive(message)
+        if isinstance(message, RegistryRequest):
+            return self._batch(message)
+        now = time.time()
+        replica = self._replica
+        reply: Any = None
+        match message:
+            case CountAgents():
+                return replica.count()
+            case GetAgent(agent_id=agent_id):
+                record = replica.get(agent_id)
+                return None if record is None else self._agent(record)
+            case ListAgents(capability=capability, after=after, limit=limit, local=local):
+                return [self._agent(r) for r in replica.page(capability, after, limit, local)]
+            case RegistryDigest():
+                return DigestView(
+                    replica.count(), replica.unreachable_count(), replica.digest(), replica.heads()
+                )
+            case AnswerPull(pull=pull):
+                return replica.answer(pull)
+            case UseMembership(membership=membership):
+                self._membership = membership
+            case MemberState(name=name, up=up, route=route):
+                replica.member_changed(name, up, route, now)
+            case HeardHeads(source=source, heads=heads):
+                replica.hear(heads, source)
+            case Merge(update=update):
+                merged = replica.merge(update)
+                for reason, count in merged.dropped.items():
+                    self._stats.incr(f"{metrics.REGISTRY_UPDATES_DROPPED}.{reason}", count)
+                self._save(merged.stored, merged.forgotten, {h.name for h in update.heads}, ())
+            case Housekeeping():
+                expired = replica.expire(now)
+                self._save((), expired.forgotten, set(), expired.gone)
+                reply = self._batch(ReapCorrelations())
+            case _:
+                return super().on_receive(message)
+        self._gossip(now)
+        self._gauges()
+        return reply
+
+    def _batch(self, message: RegistryRequest) -> Any:
+        """Run ``message`` and every request queued behind it in one transaction."""
         followers = self.take_ready(lambda m: isinstance(m, RegistryRequest), MAX_BATCH - 1)
         requests = [message] + [envelope.message for envelope in followers]
         try:
@@ -209,27 +352,88 @@ class RegistryActor(GeventActor):
         return results[0]
 
     def _run(self, requests: list[RegistryRequest]) -> list[Any]:
+        """Commit the batch; then enter this node's own changes in the replica."""
+        refused = self._over_limit(requests)
+        runnable = [r for i, r in enumerate(requests) if i not in refused]
         started = time.perf_counter()
-        results, delta = self._worker.apply(
-            self._store.run_batch, ([r.apply for r in requests], _now_ms())
+        results, _ = self._worker.apply(
+            self._store.run_batch, ([r.apply for r in runnable], _now_ms())
         )
         self._stats.timing(metrics.REGISTRY_COMMIT_TIME, (time.perf_counter() - started) * 1000)
         self._stats.timing(metrics.REGISTRY_BATCH_SIZE, len(requests))
-        if delta:
-            self._set_agent_count(self._agent_count + delta)
-        return list(results)
+        now = time.time()
+        for i, (request, result) in enumerate(zip(runnable, results, strict=True)):
+            if isinstance(request, PutAgent):
+                record = self._replica.register(request.agent_id, request.capabilities, now)
+                results[i] = Written(self._agent(record), result.created)
+            elif isinstance(request, DeleteAgent) and result:
+                self._replica.deregister(request.agent_id, now)
+        self._gossip(now)
+        self._gauges()
+        answers = iter(results)
+        full = RegistryFull(self._limits.max_agents_per_node)
+        return [full if i in refused else next(answers) for i in range(len(requests))]
 
-    def _set_agent_count(self, count: int) -> None:
-        self._agent_count = count
-        self._stats.gauge(metrics.AGENT_REGISTRY_SIZE, count)
+    def _over_limit(self, requests: Sequence[RegistryRequest]) -> set[int]:
+        """Registrations of new agents past this node's limit, by position in the batch."""
+        room = self._limits.max_agents_per_node - self._replica.own_count()
+        refused: set[int] = set()
+        new: set[str] = set()
+        for i, request in enumerate(requests):
+            if isinstance(request, PutAgent) and self._replica.own(request.agent_id) is None:
+                if request.agent_id not in new and len(new) >= room:
+                    refused.add(i)
+                else:
+                    new.add(request.agent_id)
+            elif isinstance(request, DeleteAgent):
+                new.discard(request.agent_id)
+        return refused
+
+    def _save(
+        self,
+        stored: Sequence[AgentRecord],
+        forgotten: Sequence[tuple[str, str]],
+        owners: set[str],
+        gone: Sequence[str],
+    ) -> None:
+        if stored or forgotten or gone or owners:
+            owners |= {r.owner for r in stored} | {owner for owner, _ in forgotten}
+            owners.discard(self._replica.name)
+            heads = tuple(self._replica.floors(sorted(owners)))
+            self.actor_ref.tell(SaveReplica(tuple(stored), tuple(forgotten), heads, tuple(gone)))
+
+    def _gossip(self, now: float) -> None:
+        """Spread heads that rose; pull from peers that know more."""
+        if self._membership is None:
+            return
+        news = self._replica.take_news()
+        if news:
+            self._membership.tell(SpreadHeads(tuple(news), self._replica.heads()))
+        for source, pull in self._replica.pulls(now):
+            self._membership.tell(PullFrom(source, pull))
+
+    def _agent(self, record: AgentRecord) -> Agent:
+        replica = self._replica
+        return Agent(
+            record.agent_id,
+            record.owner,
+            record.capabilities,
+            record.changed_at,
+            replica.status(record),
+            f"http://{route}" if (route := replica.routes.get(record.owner)) else None,
+        )
+
+    def _gauges(self) -> None:
+        self._stats.gauge(metrics.AGENT_REGISTRY_SIZE, self._replica.count())
+        self._stats.gauge(metrics.AGENT_REGISTRY_UNREACHABLE, self._replica.unreachable_count())
 
     def _reap_forever(self) -> None:
         while True:
             gevent.sleep(self._reap_interval)
             try:
-                expired: int = self.actor_ref.ask(ReapCorrelations(), block=False).get()
+                expired: int = self.actor_ref.ask(Housekeeping(), block=False).get()
             except Exception:
-                log.exception("reaping expired correlations failed; will retry")
+                log.exception("housekeeping failed; will retry")
                 continue
             if expired:
                 self._stats.incr(metrics.CORRELATIONS_EXPIRED, expired)

@@ -61,13 +61,21 @@ SCHEMAS: Json = {
     },
     "Agent": {
         "type": "object",
-        "required": ["id", "node_id", "capabilities", "last_seen", "status"],
+        "required": ["id", "node_id", "capabilities", "last_seen", "status", "route"],
         "properties": {
             "id": _ID,
-            "node_id": {"type": "string"},
+            "node_id": {"type": "string", "description": "The owning node"},
             "capabilities": {"type": "array", "items": _ID},
             "last_seen": _MS,
-            "status": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["active", "unreachable"],
+                "description": "unreachable: the owning node is dead or has left",
+            },
+            "route": {
+                "type": ["string", "null"],
+                "description": "The owning node's HTTP base address",
+            },
         },
     },
     "AgentPage": {
@@ -158,9 +166,15 @@ PATHS: Json = {
     },
     "/agents": {
         "get": {
-            "summary": "List agents in id order, optionally by capability",
+            "summary": "List the cluster's agents in id order, optionally by capability",
             "parameters": [
                 {"name": "capability", "in": "query", "schema": _ID},
+                {
+                    "name": "scope",
+                    "in": "query",
+                    "description": "local: only the agents registered on this node",
+                    "schema": {"type": "string", "enum": ["cluster", "local"]},
+                },
                 {"name": "after", "in": "query", "schema": _ID},
                 {
                     "name": "limit",
@@ -215,15 +229,66 @@ PATHS: Json = {
             "responses": {
                 "200": _json(_ref("Agent"), "Updated"),
                 "201": _json(_ref("Agent"), "Registered"),
+                "409": _error("This node already owns its limit of agents"),
                 **_BAD_BODY,
             },
         },
         "delete": {
-            "summary": "Deregister an agent",
+            "summary": "Deregister an agent registered on this node",
             "responses": {
                 "204": {"description": "Deregistered"},
                 "400": _error("A bad id"),
                 "404": _error("No such agent"),
+                "409": _error("The agent is registered on another node"),
+                **_UNAVAILABLE,
+            },
+        },
+    },
+    "/agents/{agent_id}/route": {
+        "parameters": [_path_id("agent_id")],
+        "get": {
+            "summary": "Where to reach an agent: its node, that node's address, its status",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["agent_id", "node_id", "route", "status"],
+                        "properties": {
+                            "agent_id": _ID,
+                            "node_id": {"type": "string"},
+                            "route": {"type": ["string", "null"]},
+                            "status": {"type": "string", "enum": ["active", "unreachable"]},
+                        },
+                    },
+                    "The route",
+                ),
+                "400": _error("A bad id"),
+                "404": _error("No such agent"),
+                **_UNAVAILABLE,
+            },
+        },
+    },
+    "/registry/digest": {
+        "get": {
+            "summary": "A digest of the registry: equal on nodes that hold the same agents",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["agents", "unreachable", "digest", "heads"],
+                        "properties": {
+                            "agents": {"type": "integer"},
+                            "unreachable": {"type": "integer"},
+                            "digest": {"type": "string"},
+                            "heads": {
+                                "type": "object",
+                                "description": "Per owning node, the version known here",
+                                "additionalProperties": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "The digest",
+                ),
                 **_UNAVAILABLE,
             },
         },

@@ -41,16 +41,20 @@ from caxton_actors.actors.registry import (
     GetCorrelation,
     ListAgents,
     PutAgent,
+    RegistryDigest,
+    RegistryFull,
     TouchConversation,
 )
 from caxton_actors.config import GOSSIP_PORT, ConfigError, parse_address, parse_duration
 from caxton_actors.http import media
 from caxton_actors.http.media import read_json_object
+from caxton_actors.registry.replica import LIMITS
 from caxton_actors.runtime.actor import Ping
+from caxton_actors.swim.messages import HTTP_META_KEY
 from caxton_actors.wire.seeds import resolve as seeds_resolve
 
-MAX_ID_LENGTH = 128
-MAX_CAPABILITIES = 64
+MAX_ID_LENGTH = LIMITS.max_id_length
+MAX_CAPABILITIES = LIMITS.max_capabilities
 MAX_PARTICIPANTS = 64
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -190,7 +194,8 @@ def _answered(future: pykka.Future[Any], timeout: float) -> bool:
 class GossipHealth(Resource):
     """The seed's gossip health body.
 
-    ``degraded`` when the node has lost touch with every member it knew, or
+    ``degraded`` when the node sees fewer than half of the members it knows
+    (itself included: it is on the minority side of a partition, or alone), or
     its Lifeguard health score is raised (it is itself slow). A node without
     gossip has no peers and is healthy.
     """
@@ -210,13 +215,13 @@ class GossipHealth(Resource):
             return
         health = _ask(membership, GossipStatus(), "membership", self.actors.timeout)
         score = _ask(detector, HealthScore(), "detector", self.actors.timeout)
-        cut_off = health.known > 0 and health.peer_count == 0
+        minority = 2 * (health.peer_count + 1) < health.known + 1
         resp.media = {
             "peer_count": health.peer_count,
             "last_sync": None if health.last_sync is None else round(health.last_sync * 1000),
             "agent_count": agents,
             "health_score": score,
-            "status": "degraded" if cut_off or score > 0 else "healthy",
+            "status": "degraded" if minority or score > 0 else "healthy",
         }
 
 
@@ -236,7 +241,7 @@ def _member(view: MemberView) -> dict[str, Any]:
     return {
         "name": record.name,
         "address": f"{record.addr[0]}:{record.addr[1]}",
-        "http_address": meta.get("http"),
+        "http_address": meta.get(HTTP_META_KEY),
         "state": record.state.value,
         "incarnation": record.incarnation,
         "changed_at": round(view.changed_at * 1000),
@@ -316,7 +321,10 @@ class AgentList(Resource):
             valid_id(after, "after")
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE)
         limit = DEFAULT_PAGE if limit is None else limit
-        page = self.registry(ListAgents(capability, after, limit))
+        scope = req.get_param("scope", default="cluster")
+        if scope not in ("cluster", "local"):
+            raise falcon.HTTPBadRequest(description="scope must be cluster or local")
+        page = self.registry(ListAgents(capability, after, limit, local=scope == "local"))
         resp.media = {
             "agents": [_plain(agent) for agent in page],
             "next": page[-1].id if len(page) == limit else None,
@@ -340,13 +348,56 @@ class AgentItem(Resource):
             _required(body, "capabilities"), "capabilities", MAX_CAPABILITIES, min_items=0
         )
         written = self.registry(PutAgent(agent_id, capabilities))
+        if isinstance(written, RegistryFull):
+            raise falcon.HTTPConflict(
+                description=f"this node already owns its limit of {written.limit} agents; "
+                "remove some, or register the agent on another node"
+            )
         resp.status = falcon.HTTP_201 if written.created else falcon.HTTP_200
         resp.media = _plain(written.record)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
         if not self.registry(DeleteAgent(valid_id(agent_id, "agent id"))):
-            raise _not_found("agent", agent_id)
+            elsewhere = self.registry(GetAgent(agent_id))
+            if elsewhere is None:
+                raise _not_found("agent", agent_id)
+            raise falcon.HTTPConflict(
+                description=f"agent {agent_id!r} is registered on node {elsewhere.node_id!r}, "
+                f"not here; delete it there ({elsewhere.route})"
+            )
         resp.status = falcon.HTTP_204
+
+
+class AgentRoute(Resource):
+    """Where to reach one agent: its owning node, that node's HTTP address, its status."""
+
+    name = "agent_route"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
+        agent = self.registry(GetAgent(valid_id(agent_id, "agent id")))
+        if agent is None:
+            raise _not_found("agent", agent_id)
+        resp.media = {
+            "agent_id": agent.id,
+            "node_id": agent.node_id,
+            "route": agent.route,
+            "status": agent.status,
+        }
+
+
+class RegistryDigestResource(Resource):
+    """Equal ``digest`` on two nodes means they hold the same registry."""
+
+    name = "registry_digest"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        view = self.registry(RegistryDigest())
+        resp.media = {
+            "agents": view.agents,
+            "unreachable": view.unreachable,
+            "digest": view.digest,
+            "heads": {head.name: head.version for head in view.heads},
+        }
 
 
 class ConversationList(Resource):

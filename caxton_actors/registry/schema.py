@@ -61,13 +61,36 @@ pending_messages = sa.Table(
 )
 
 
+registry_entries = sa.Table(
+    "registry_entries",
+    metadata,
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("agent_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("capabilities", sa.Text, nullable=False),  # JSON array
+    sa.Column("changed_at", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+)
+"""Other nodes' agents, as gossip brought them (this node's own are in ``agents``)."""
+
+registry_owners = sa.Table(
+    "registry_owners",
+    metadata,
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("head", sa.Integer, nullable=False),
+    sa.Column("floor", sa.Integer, nullable=False),
+)
+"""How far this node knows each other owner: see ``registry/replica.py``."""
+
+
 class SchemaError(Exception):
     """The file's schema is one this code cannot use."""
 
 
 def _v1_seed_tables_and_capability_index(conn: sa.Connection) -> None:
     """Create what is missing and index the capabilities of agents already stored."""
-    metadata.create_all(conn)
+    seed = [agents, agent_capabilities, conversations, pending_messages]
+    metadata.create_all(conn, tables=seed)
     rows = conn.execute(sa.select(agents.c.id, agents.c.capabilities)).all()
     pairs = [
         {"agent_id": agent_id, "capability": cap}
@@ -83,7 +106,15 @@ def _json_list(text: str) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1_seed_tables_and_capability_index,)
+def _v2_replicated_registry(conn: sa.Connection) -> None:
+    registry_entries.create(conn)
+    registry_owners.create(conn)
+
+
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
+    _v1_seed_tables_and_capability_index,
+    _v2_replicated_registry,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -17,12 +17,15 @@ import sqlalchemy as sa
 import ujson
 from sqlalchemy.dialects import sqlite
 
+from caxton_actors.registry.records import AgentRecord, Head
 from caxton_actors.registry.schema import (
     agent_capabilities,
     agents,
     conversations,
     migrate,
     pending_messages,
+    registry_entries,
+    registry_owners,
 )
 
 # Milliseconds SQLite waits on a lock held by another process (a backup, the sqlite3 shell):
@@ -37,6 +40,8 @@ class Agent:
     capabilities: tuple[str, ...]
     last_seen: int
     status: str
+    route: str | None = None
+    """The owning node's HTTP address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,14 @@ _GET_AGENT = sa.select(agents).where(agents.c.id == _ID)
 _DELETE_AGENT = sa.delete(agents).where(agents.c.id == _ID)
 _INSERT_CAPABILITY = sa.insert(agent_capabilities)
 _DELETE_CAPABILITIES = sa.delete(agent_capabilities).where(agent_capabilities.c.agent_id == _ID)
+
+
+_SAVE_ENTRY = sqlite.insert(registry_entries).prefix_with("OR REPLACE")
+_SAVE_OWNER = sqlite.insert(registry_owners).prefix_with("OR REPLACE")
+_FORGET_ENTRY = sa.delete(registry_entries).where(
+    registry_entries.c.owner == sa.bindparam("o"),
+    registry_entries.c.agent_id == sa.bindparam("a"),
+)
 
 
 def _list_query(by_capability: bool, paged: bool) -> sa.Select[Any]:
@@ -168,6 +181,54 @@ class Tx:
         deleted = self.conn.execute(_DELETE_AGENT, {"id": agent_id})
         self.agents_delta -= deleted.rowcount
         return deleted.rowcount > 0
+
+    def own_agents(self) -> list[Agent]:
+        return [_agent(row) for row in self.conn.execute(sa.select(agents)).all()]
+
+    def save_replica(
+        self,
+        stored: Sequence[AgentRecord],
+        forgotten: Sequence[tuple[str, str]],
+        heads: Sequence[tuple[Head, int]],
+        gone: Sequence[str] = (),
+    ) -> None:
+        """Other owners' records and heads (with floors), as the replica now holds them."""
+        for owner in gone:
+            self.conn.execute(sa.delete(registry_entries).where(registry_entries.c.owner == owner))
+            self.conn.execute(sa.delete(registry_owners).where(registry_owners.c.owner == owner))
+        if forgotten:
+            self.conn.execute(_FORGET_ENTRY, [{"o": o, "a": a} for o, a in forgotten])
+        if stored:
+            rows = [
+                {
+                    "owner": r.owner,
+                    "agent_id": r.agent_id,
+                    "version": r.version,
+                    "capabilities": ujson.dumps(list(r.capabilities)),
+                    "changed_at": r.changed_at,
+                    "deleted": r.deleted,
+                }
+                for r in stored
+            ]
+            self.conn.execute(_SAVE_ENTRY, rows)
+        if heads:
+            rows = [{"owner": h.name, "head": h.version, "floor": floor} for h, floor in heads]
+            self.conn.execute(_SAVE_OWNER, rows)
+
+    def load_replica(self) -> tuple[list[AgentRecord], list[tuple[Head, int]]]:
+        records = [
+            AgentRecord(
+                r.owner,
+                r.agent_id,
+                r.version,
+                tuple(ujson.loads(r.capabilities)),
+                r.changed_at,
+                bool(r.deleted),
+            )
+            for r in self.conn.execute(sa.select(registry_entries)).all()
+        ]
+        owners = self.conn.execute(sa.select(registry_owners)).all()
+        return records, [(Head(r.owner, r.head), r.floor) for r in owners]
 
     def count_agents(self) -> int:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(agents)).scalar_one())

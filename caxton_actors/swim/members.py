@@ -12,6 +12,7 @@ import itertools
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Generic, Protocol, TypeVar
 
 from caxton_actors.swim.messages import (
     Addr,
@@ -38,8 +39,16 @@ from caxton_actors.swim.timing import Timing
 JOIN_RETRY_MAX = 30.0
 
 
-class BroadcastQueue:
-    """Pending updates, at most one per member; the least-sent go out first.
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
+
+
+class BroadcastQueue(Generic[T]):
+    """Pending updates, at most one per name; the least-sent go out first.
 
     Updates sit in buckets by how often they were sent, so taking a few costs
     O(taken + buckets), however many are pending: a node that just learned a
@@ -47,7 +56,7 @@ class BroadcastQueue:
     """
 
     def __init__(self) -> None:
-        self._buckets: list[dict[str, Update]] = [{}]
+        self._buckets: list[dict[str, T]] = [{}]
         """``_buckets[k]``: the updates sent ``k`` times, oldest first."""
         self._sent: dict[str, int] = {}
 
@@ -58,14 +67,14 @@ class BroadcastQueue:
         self._buckets = [{}]
         self._sent = {}
 
-    def push(self, update: Update) -> None:
+    def push(self, update: T) -> None:
         sent = self._sent.pop(update.name, None)
         if sent is not None:
             del self._buckets[sent][update.name]  # a newer word replaces the older
         self._sent[update.name] = 0
         self._buckets[0][update.name] = update
 
-    def take(self, max_items: int, limit: int, prefer: str | None = None) -> tuple[Update, ...]:
+    def take(self, max_items: int, limit: int, prefer: str | None = None) -> tuple[T, ...]:
         """Up to ``max_items`` updates, ``prefer``'s first; dropped after ``limit`` sends."""
         for bucket in self._buckets[limit:]:  # the limit fell as the cluster shrank
             for name in bucket:
@@ -118,7 +127,7 @@ class Members:
         self._rng = rng
         me = MemberRecord(name, addr, incarnation, State.ALIVE, meta)
         self._table: dict[str, _Entry] = {name: _Entry(me, now)}
-        self._queue = BroadcastQueue()
+        self._queue: BroadcastQueue[Update] = BroadcastQueue()
         self._queue.push(Alive(name, incarnation, addr, meta))
         self._timed: dict[str, None] = {}
         """Suspects and tombstones, the only members with a deadline, so a tick costs O(them);
@@ -137,6 +146,10 @@ class Members:
     def me(self) -> MemberRecord:
         return self._table[self.name].record
 
+    def size(self) -> int:
+        """Members known, this node and tombstones included: what retransmit limits scale by."""
+        return len(self._table)
+
     def records(self) -> list[MemberRecord]:
         return [entry.record for entry in self._table.values()]
 
@@ -152,7 +165,7 @@ class Members:
         ]
 
     def take_broadcasts(self, max_items: int, prefer: str | None = None) -> tuple[Update, ...]:
-        limit = self.timing.retransmit_limit(len(self._table))
+        limit = self.timing.retransmit_limit(self.size())
         return self._queue.take(max_items, limit, prefer)
 
     def settle(self) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from caxton_actors.registry.records import AgentUpdate, Head, RegistryPull
+
 Addr = tuple[str, int]
 Meta = tuple[tuple[str, str], ...]
 """Node metadata as sorted key/value pairs (immutable, so messages stay hashable)."""
+HTTP_META_KEY = "http"
+"""The metadata key of a node's HTTP address (host:port)."""
 
 
 class State(Enum):
@@ -104,7 +108,7 @@ class StateSync:
     reply: bool
 
 
-Message = Ping | Ack | Nack | PingReq | Gossip | StateSync
+Message = Ping | Ack | Nack | PingReq | Gossip | StateSync | RegistryPull | AgentUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ class Packet:
     sender_addr: Addr
     message: Message
     piggyback: tuple[Update, ...] = ()
+    heads: tuple[Head, ...] = ()
+    """Registry heads the sender is spreading (all of them on a full-state exchange)."""
 
 
 # Effects the core asks of its shell.

@@ -13,7 +13,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from caxton_actors.swim.members import Members
+from caxton_actors.registry.records import AgentUpdate, Head, RegistryPull
+from caxton_actors.registry.replica import Replica
+from caxton_actors.swim.members import BroadcastQueue, Members
 from caxton_actors.swim.messages import (
     Addr,
     Effect,
@@ -28,14 +30,16 @@ from caxton_actors.swim.messages import (
     ProbeSucceeded,
     Refuted,
     Send,
+    State,
     StateSync,
-    Update,
 )
 from caxton_actors.swim.prober import Prober
 from caxton_actors.swim.timing import Timing
 
 # Updates piggybacked on one datagram: keeps it within 1,400 bytes with 63-character names.
 MAX_PIGGYBACK = 6
+# Registry heads piggybacked on one datagram (the codec leaves off what does not fit).
+MAX_HEADS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +51,27 @@ class Outgoing:
 Output = Outgoing | MemberChanged | NameConflict | Refuted
 
 
-def packet_for(members: Members, message: Message) -> Packet:
-    """``message`` from this node, with the updates still to be spread on board."""
-    piggyback: tuple[Update, ...] = ()
-    if not isinstance(message, StateSync):  # a full-state exchange carries everything
-        # A pinged suspect hears of its suspicion first, so it can refute at once.
-        prefer = message.target if isinstance(message, Ping) else None
-        piggyback = members.take_broadcasts(MAX_PIGGYBACK, prefer)
-    return Packet(members.name, members.addr, message, piggyback)
+def packet_for(
+    members: Members, message: Message, heads: BroadcastQueue[Head], digest: tuple[Head, ...]
+) -> Packet:
+    """``message`` from this node, with the updates and heads still to be spread on board.
+
+    A full-state exchange carries the whole table and, as ``digest``, every head.
+    """
+    if isinstance(message, StateSync):
+        return Packet(members.name, members.addr, message, (), digest)
+    if isinstance(message, (RegistryPull, AgentUpdate)):  # stream messages: nothing on board
+        return Packet(members.name, members.addr, message)
+    # A pinged suspect hears of its suspicion first, so it can refute at once.
+    prefer = message.target if isinstance(message, Ping) else None
+    piggyback = members.take_broadcasts(MAX_PIGGYBACK, prefer)
+    limit = members.timing.retransmit_limit(members.size())
+    return Packet(members.name, members.addr, message, piggyback, heads.take(MAX_HEADS, limit))
 
 
 class SwimNode:
+    """Membership, failure detection and registry replication, for the simulator."""
+
     def __init__(
         self,
         name: str,
@@ -73,6 +87,8 @@ class SwimNode:
         self.addr = addr
         self.members = Members(name, addr, meta, incarnation, timing, rng, now)
         self.prober = Prober(name, timing, rng, now)
+        self.replica = Replica(name, timing.dead_node_reclaim_time)
+        self.heads: BroadcastQueue[Head] = BroadcastQueue()
 
     def join(self, now: float, seeds: Sequence[Addr]) -> list[Output]:
         return self._run(now, self.members.join(now, seeds))
@@ -80,20 +96,40 @@ class SwimNode:
     def leave(self, now: float) -> list[Output]:
         return self._run(now, self.members.leave(now))
 
+    def register(self, now: float, agent_id: str, capabilities: tuple[str, ...]) -> None:
+        self.replica.register(agent_id, capabilities, now)
+        self._spread_news()
+
+    def deregister(self, now: float, agent_id: str) -> None:
+        self.replica.deregister(agent_id, now)
+        self._spread_news()
+
     def handle(self, now: float, packet: Packet) -> list[Output]:
         effects = self.members.apply(now, packet.piggyback)
         message = packet.message
         if isinstance(message, StateSync):
             effects += self.members.on_state_sync(now, packet.sender_addr, message)
+        elif isinstance(message, RegistryPull):
+            effects.append(Send(packet.sender_addr, self.replica.answer(message)))
+        elif isinstance(message, AgentUpdate):
+            self.replica.merge(message)
         elif not isinstance(message, Gossip):
             effects += self.prober.on_message(now, packet.sender_addr, message)
+        self.replica.hear(packet.heads, packet.sender_addr)
+        effects += [Send(source, pull) for source, pull in self.replica.pulls(now)]
+        self._spread_news()
         return self._run(now, effects)
 
     def tick(self, now: float) -> list[Output]:
+        self.replica.expire(now)
         return self._run(now, self.prober.tick(now) + self.members.tick(now))
 
     def next_deadline(self) -> float:
         return min(self.prober.next_deadline(), self.members.next_deadline())
+
+    def _spread_news(self) -> None:
+        for head in self.replica.take_news():
+            self.heads.push(head)
 
     def _run(self, now: float, effects: list[Effect]) -> list[Output]:
         outputs: list[Output] = []
@@ -102,9 +138,12 @@ class SwimNode:
             effect = pending.pop(0)
             match effect:
                 case Send(to=to, message=message):
-                    outputs.append(Outgoing(to, packet_for(self.members, message)))
+                    packet = packet_for(self.members, message, self.heads, self.replica.heads())
+                    outputs.append(Outgoing(to, packet))
                 case MemberChanged(member=member):
                     self.prober.update_member(member)
+                    up = member.state in (State.ALIVE, State.SUSPECT)
+                    self.replica.member_changed(member.name, up, None, now)
                     outputs.append(effect)
                 case ProbeFailed(name=name, incarnation=incarnation):
                     pending += self.members.suspect(now, name, incarnation)

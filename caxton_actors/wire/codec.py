@@ -3,7 +3,8 @@
 An envelope is a JSON object::
 
     {"v": 1, "c": "<cluster label>", "s": "<sender>", "a": ["host", port],
-     "t": "<type>", "p": {<payload>}, "g": [["<update type>", {<update>}], ...]}
+     "t": "<type>", "p": {<payload>}, "g": [["<update type>", {<update>}], ...],
+     "h": [["<owner>", <registry version>], ...]}
 
 ``v`` lets a later version add authenticated encryption (a new version wraps
 the same envelope); ``c`` keeps two clusters on one network apart. Decoding
@@ -13,7 +14,8 @@ returns a typed :class:`~caxton_actors.swim.messages.Packet` or raises
 The seed's ``GossipType`` maps onto the types as: ``StateSync`` is
 ``state_sync``; ``NodeJoin`` is ``node_join`` (an alive update); ``NodeLeave``
 is ``node_leave``; ``HealthCheck`` is SWIM's ``ping``, ``ack``, ``nack`` and
-``ping_req``.
+``ping_req``; ``AgentUpdate`` is ``agent_update``, the answer to a
+``registry_pull``, both on the stream.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import ujson
 
+from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.messages import (
     Ack,
     Addr,
@@ -49,6 +52,7 @@ MAX_DATAGRAM = 1400
 MAX_STREAM_MESSAGE = 8 * 1024 * 1024
 MAX_META_ITEMS = 16
 MAX_META_TEXT = 256
+MAX_AGENT_TEXT = 256  # an agent id or capability: the registry's own limits are tighter
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
@@ -91,6 +95,14 @@ def _payload(message: Message) -> tuple[str, dict[str, Any]]:
             return "gossip", {}
         case StateSync(members=members, reply=reply):
             return "state_sync", {"m": [_record(r) for r in members], "r": reply}
+        case RegistryPull(heads=heads):
+            return "registry_pull", {"h": _heads(heads)}
+        case AgentUpdate(records=records, heads=heads, complete=complete):
+            rows = [
+                [r.owner, r.agent_id, r.version, list(r.capabilities), r.changed_at, r.deleted]
+                for r in records
+            ]
+            return "agent_update", {"r": rows, "h": _heads(heads), "x": list(complete)}
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -107,8 +119,12 @@ def _update(update: Update) -> list[Any]:
     raise TypeError(f"not an update: {update!r}")
 
 
+def _heads(heads: tuple[Head, ...]) -> list[list[Any]]:
+    return [[h.name, h.version] for h in heads]
+
+
 def encode(packet: Packet, cluster: str, limit: int = MAX_DATAGRAM) -> bytes:
-    """At most ``limit`` bytes: piggybacked updates that do not fit are left off."""
+    """At most ``limit`` bytes: piggybacked heads, then updates, that do not fit are left off."""
     kind, payload = _payload(packet.message)
     envelope = {
         "v": VERSION,
@@ -119,12 +135,20 @@ def encode(packet: Packet, cluster: str, limit: int = MAX_DATAGRAM) -> bytes:
         "p": payload,
     }
     updates = [_update(u) for u in packet.piggyback]
+    heads = _heads(packet.heads)
     while True:
         envelope["g"] = updates
+        if heads:
+            envelope["h"] = heads
+        else:
+            envelope.pop("h", None)
         data: bytes = ujson.dumps(envelope, ensure_ascii=False).encode()
-        if len(data) <= limit or not updates:
+        if len(data) <= limit or not (updates or heads):
             return data
-        updates = updates[:-1]
+        if heads:
+            heads = heads[: len(heads) // 2]
+        else:
+            updates = updates[:-1]
 
 
 # Decoding: every field checked, every failure a DecodeError.
@@ -206,6 +230,57 @@ def _parse_sync(p: Mapping[str, Any]) -> StateSync:
     return StateSync(tuple(_parse_record(r) for r in members), _field(p, "r", bool, "state_sync"))
 
 
+def _version(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise DecodeError("bad_field", where)
+    return value
+
+
+def _parse_heads(value: Any, where: str) -> tuple[Head, ...]:
+    if not isinstance(value, list):
+        raise DecodeError("bad_field", where)
+    heads = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise DecodeError("bad_field", where)
+        heads.append(Head(_name({"n": item[0]}, "n", where), _version(item[1], where)))
+    return tuple(heads)
+
+
+def _agent_text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_AGENT_TEXT:
+        raise DecodeError("bad_field", where)
+    return value
+
+
+def _parse_agent(row: Any) -> AgentRecord:
+    where = "agent_update.r"
+    if not (isinstance(row, list) and len(row) == 6 and isinstance(row[3], list)):
+        raise DecodeError("bad_field", where)
+    owner, agent_id, version, capabilities, changed_at, deleted = row
+    if not isinstance(deleted, bool):
+        raise DecodeError("bad_field", where)
+    return AgentRecord(
+        _name({"n": owner}, "n", where),
+        _agent_text(agent_id, where),
+        _version(version, where),
+        tuple(_agent_text(c, where) for c in capabilities),
+        _version(changed_at, where),
+        deleted,
+    )
+
+
+def _parse_update(p: Mapping[str, Any]) -> AgentUpdate:
+    rows, complete = p.get("r"), p.get("x", [])
+    if not isinstance(rows, list) or not isinstance(complete, list):
+        raise DecodeError("bad_field", "agent_update")
+    return AgentUpdate(
+        tuple(_parse_agent(row) for row in rows),
+        _parse_heads(p.get("h"), "agent_update.h"),
+        tuple(_name({"n": n}, "n", "agent_update.x") for n in complete),
+    )
+
+
 _MESSAGES: dict[str, Callable[[Mapping[str, Any]], Message]] = {
     "ping": lambda p: Ping(_seq(p, "ping"), _name(p, "n", "ping")),
     "ack": lambda p: Ack(_seq(p, "ack")),
@@ -215,6 +290,8 @@ _MESSAGES: dict[str, Callable[[Mapping[str, Any]], Message]] = {
     ),
     "gossip": lambda p: Gossip(),
     "state_sync": _parse_sync,
+    "registry_pull": lambda p: RegistryPull(_parse_heads(p.get("h"), "registry_pull.h")),
+    "agent_update": _parse_update,
 }
 
 _UPDATES: dict[str, Callable[[Mapping[str, Any]], Update]] = {
@@ -270,4 +347,5 @@ def decode(data: bytes, cluster: str, limit: int = MAX_DATAGRAM) -> Packet:
         _parse_addr(envelope, "envelope"),
         parse(payload),
         tuple(piggyback),
+        _parse_heads(envelope.get("h", []), "h"),
     )

@@ -39,7 +39,7 @@ def _stop_all() -> Iterator[None]:
 
 
 def _registry(tmp_path: Path) -> pykka.ActorRef[Any]:
-    return RegistryActor.start(tmp_path / "state.db", "n1", 60.0, NullMetrics())
+    return RegistryActor.start(tmp_path / "state.db", "n1", 60.0, 60.0, NullMetrics())
 
 
 def test_sustained_writes_do_not_stall_the_hub(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_a_file_it_cannot_use_fails_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "not-a-db.db"
     bad.write_bytes(b"this is not an sqlite file" * 100)
     with pytest.raises(Exception, match="not a database"):
-        RegistryActor.start(bad, "n1", 60.0, NullMetrics())
+        RegistryActor.start(bad, "n1", 60.0, 60.0, NullMetrics())
 
 
 def _client(

@@ -1,0 +1,390 @@
+"""The cluster-wide agent registry as one node holds it: pure, no I/O, no clock reads.
+
+Every owner's records are kept apart, keyed by (owner, agent id), so merging
+needs no rule between owners: for one owner, the higher version wins; a
+removal is a tombstone with a version of its own, kept ``ttl`` seconds. A node
+knows an owner up to its ``head``: every change up to that version. It learns
+more only from a peer whose head is higher, which sends everything past the
+asker's head, so after the merge the asker's head is the peer's.
+
+An owner numbers its changes by its clock in milliseconds (or the last plus
+one), so a node restarted, even on an empty disk, numbers them past anything
+its peers still hold of its past; a restart sets the owner's floor to its head,
+so each peer gets the owner's whole set once and drops the rest of that past.
+
+Reads pick, for each agent id, the newest claim among its owners (an agent
+re-registered on another node has moved). An owner that membership reports
+dead or left makes its agents ``unreachable``; after ``ttl`` they are dropped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import heapq
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+
+Source = tuple[str, int]
+"""Where a head was heard from: the peer's gossip address."""
+
+# Seconds before a pull that got no answer may be asked again (of whoever told us since).
+PULL_TIMEOUT = 2.0
+
+ACTIVE = "active"
+UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_id_length: int = 128
+    max_capabilities: int = 64
+    max_agents_per_node: int = 100_000
+
+
+LIMITS = Limits()
+
+
+@dataclass(slots=True)
+class _Owner:
+    head: int = 0
+    floor: int = 0
+    """Tombstones up to this version may be gone: a peer behind it is sent everything."""
+    records: dict[str, AgentRecord] = field(default_factory=dict)
+    """Live records and tombstones."""
+    live: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """What a change did: records to store, and (owner, id) pairs to forget."""
+
+    stored: tuple[AgentRecord, ...] = ()
+    forgotten: tuple[tuple[str, str], ...] = ()
+    gone: tuple[str, ...] = ()
+    """Owners dropped whole: down for longer than ``ttl``."""
+    dropped: Counter[str] = field(default_factory=Counter)
+    """Records refused, by reason."""
+
+
+def _hash(record: AgentRecord) -> int:
+    text = f"{record.owner}\0{record.agent_id}\0{record.version}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+
+
+class Replica:
+    def __init__(self, name: str, ttl: float, limits: Limits = LIMITS) -> None:
+        self.name = name
+        self.ttl = ttl
+        self.limits = limits
+        self._owners: dict[str, _Owner] = {name: _Owner()}
+        self._claims: dict[str, dict[str, AgentRecord]] = {}
+        """Live records by agent id, then owner."""
+        self._ids: list[str] = []
+        """Live agent ids, sorted, for paging."""
+        self._by_capability: dict[str, list[str]] = {}
+        """Sorted agent ids whose newest claim has the capability."""
+        self._down: dict[str, float] = {}
+        """Owners that membership reports dead or left, and since when."""
+        self.routes: dict[str, str] = {}
+        """Owner to HTTP address, from membership metadata."""
+        self._content = 0  # XOR of every live record's hash: order-free, updated per change
+        self._tombstones: list[tuple[int, str, str, int]] = []
+        """Heap of (changed_at, owner, agent id, version): the oldest expires first."""
+        self._heard: dict[str, tuple[int, Source]] = {}
+        """Owners some peer knows further than we do: its head, and the peer."""
+        self._pulling: dict[str, float] = {}
+        """Owners with a pull in flight, and when to give up waiting for it."""
+        self._news: dict[str, None] = {}
+        """Owners whose head rose here since the last ``take_news``."""
+
+    # This node's own agents.
+
+    def register(self, agent_id: str, capabilities: tuple[str, ...], now: float) -> AgentRecord:
+        mine = self._owners[self.name]
+        mine.head = max(mine.head + 1, int(now * 1000))
+        record = AgentRecord(self.name, agent_id, mine.head, capabilities, int(now * 1000))
+        self._put(mine, record)
+        self._news[self.name] = None
+        return record
+
+    def deregister(self, agent_id: str, now: float) -> AgentRecord | None:
+        mine = self._owners[self.name]
+        held = mine.records.get(agent_id)
+        if held is None or held.deleted:
+            return None
+        mine.head = max(mine.head + 1, int(now * 1000))
+        tombstone = AgentRecord(self.name, agent_id, mine.head, (), int(now * 1000), True)
+        self._put(mine, tombstone)
+        self._news[self.name] = None
+        return tombstone
+
+    def restart(self, own: Iterable[tuple[str, tuple[str, ...]]], now: float) -> None:
+        """This node's agents as its file kept them, announced afresh (see above)."""
+        for agent_id, capabilities in own:
+            self.register(agent_id, capabilities, now)
+        mine = self._owners[self.name]
+        mine.floor = mine.head
+
+    def own_count(self) -> int:
+        return self._owners[self.name].live
+
+    # Replication.
+
+    def take_news(self) -> list[Head]:
+        """Heads that rose since the last call: what this node should now spread."""
+        news = [Head(name, self.head(name)) for name in self._news]
+        self._news.clear()
+        return news
+
+    def floors(self, names: Iterable[str]) -> list[tuple[Head, int]]:
+        """Head and floor of each named owner still held: what to store of them."""
+        return [
+            (Head(name, owner.head), owner.floor)
+            for name in names
+            if (owner := self._owners.get(name)) is not None
+        ]
+
+    def heads(self) -> tuple[Head, ...]:
+        return tuple(Head(name, owner.head) for name, owner in self._owners.items() if owner.head)
+
+    def head(self, owner: str) -> int:
+        known = self._owners.get(owner)
+        return 0 if known is None else known.head
+
+    def hear(self, heads: Iterable[Head], source: Source) -> None:
+        """``source`` knows these heads: where to pull from when ours are behind."""
+        for head in heads:
+            if head.name == self.name:
+                self._heard_of_self(head.version)
+            elif head.version > max(self.head(head.name), self._heard.get(head.name, (0,))[0]):
+                self._heard[head.name] = (head.version, source)
+
+    def pulls(self, now: float) -> list[tuple[Source, RegistryPull]]:
+        """What to ask of whom now: one pull per source, none for an owner in flight."""
+        asks: dict[Source, list[Head]] = {}
+        for name, (version, source) in list(self._heard.items()):
+            if version <= self.head(name) or name in self._down:
+                del self._heard[name]
+            elif self._pulling.get(name, 0.0) <= now:
+                self._pulling[name] = now + PULL_TIMEOUT
+                asks.setdefault(source, []).append(Head(name, self.head(name)))
+        return [(source, RegistryPull(tuple(heads))) for source, heads in asks.items()]
+
+    def answer(self, pull: RegistryPull) -> AgentUpdate:
+        """What the asker lacks of each owner it named."""
+        records: list[AgentRecord] = []
+        heads: list[Head] = []
+        complete: list[str] = []
+        for theirs in pull.heads:
+            owner = self._owners.get(theirs.name)
+            if owner is None or owner.head <= theirs.version:
+                continue
+            heads.append(Head(theirs.name, owner.head))
+            if theirs.version < owner.floor:
+                complete.append(theirs.name)
+                records += (r for r in owner.records.values() if not r.deleted)
+            else:
+                records += (r for r in owner.records.values() if r.version > theirs.version)
+        return AgentUpdate(tuple(records), tuple(heads), tuple(complete))
+
+    def merge(self, update: AgentUpdate) -> Merged:
+        """Take a peer's answer: its records, then its heads, which are now ours."""
+        dropped: Counter[str] = Counter()
+        stored: list[AgentRecord] = []
+        forgotten: list[tuple[str, str]] = []
+        heads = {h.name: h.version for h in update.heads}
+        for record in update.records:
+            reason = self._refusal(record, heads)
+            if reason:
+                dropped[reason] += 1
+                continue
+            owner = self._owners.setdefault(record.owner, _Owner())
+            held = owner.records.get(record.agent_id)
+            newer = held is None or record.version > held.version
+            if held != record and (newer or record.owner in update.complete):
+                self._put(owner, record)
+                stored.append(record)
+        for name in update.complete:
+            replaced = self._owners.get(name)
+            if replaced is None or name == self.name or name not in heads:
+                continue
+            sent = {r.agent_id for r in update.records if r.owner == name}
+            for agent_id, held in list(replaced.records.items()):
+                if agent_id not in sent and held.version <= heads[name]:
+                    self._forget(replaced, held)
+                    forgotten.append((name, agent_id))
+            replaced.floor = max(replaced.floor, heads[name])
+        for name, version in heads.items():
+            self._pulling.pop(name, None)
+            if name == self.name:
+                self._heard_of_self(version)
+                continue
+            known = self._owners.setdefault(name, _Owner())
+            if version > known.head:
+                known.head = version
+                self._news[name] = None
+        return Merged(tuple(stored), tuple(forgotten), dropped=dropped)
+
+    def _refusal(self, record: AgentRecord, heads: dict[str, int]) -> str:
+        limits = self.limits
+        if record.owner == self.name:
+            return "not_owner"  # only this node speaks for its own agents
+        if record.owner not in heads or record.version > heads[record.owner]:
+            return "beyond_head"
+        if not 0 < len(record.agent_id) <= limits.max_id_length:
+            return "bad_id"
+        if len(record.capabilities) > limits.max_capabilities:
+            return "too_many_capabilities"
+        owner = self._owners.get(record.owner)
+        held = owner.records.get(record.agent_id) if owner is not None else None
+        adds = not record.deleted and (held is None or held.deleted)
+        if adds and owner is not None and owner.live >= limits.max_agents_per_node:
+            return "over_limit"
+        return ""
+
+    def _heard_of_self(self, version: int) -> None:
+        """Someone knows a later version of this node than it does: a past life of it.
+
+        Jump past it, and make it the floor, so that every peer still holding that
+        past is sent this node's whole registry, which replaces it.
+        """
+        mine = self._owners[self.name]
+        if version > mine.head:
+            mine.head = mine.floor = version + 1
+            self._news[self.name] = None
+
+    # Membership.
+
+    def member_changed(self, name: str, up: bool, route: str | None, now: float) -> None:
+        if route:
+            self.routes[name] = route
+        if up:
+            self._down.pop(name, None)
+        elif name != self.name:
+            self._down.setdefault(name, now)
+
+    def expire(self, now: float) -> Merged:
+        """Drop owners down for ``ttl``, and tombstones older than ``ttl``."""
+        forgotten: list[tuple[str, str]] = []
+        gone = []
+        for name, since in self._down.items():
+            owner = self._owners.get(name)
+            if owner is not None and since + self.ttl <= now:
+                for record in list(owner.records.values()):
+                    self._forget(owner, record)
+                del self._owners[name]
+                gone.append(name)
+        cutoff = int((now - self.ttl) * 1000)
+        while self._tombstones and self._tombstones[0][0] <= cutoff:
+            _, name, agent_id, version = heapq.heappop(self._tombstones)
+            owner = self._owners.get(name)
+            held = owner.records.get(agent_id) if owner is not None else None
+            if owner is not None and held is not None and held.version == version:
+                self._forget(owner, held)
+                owner.floor = max(owner.floor, version)
+                forgotten.append((name, agent_id))
+        return Merged(forgotten=tuple(forgotten), gone=tuple(gone))
+
+    def load(self, records: Iterable[AgentRecord], heads: Iterable[tuple[Head, int]]) -> None:
+        """What the node's file held: its records and, per owner, head and floor."""
+        for head, floor in heads:
+            owner = self._owners.setdefault(head.name, _Owner())
+            owner.head, owner.floor = head.version, floor
+        for record in records:
+            self._put(self._owners.setdefault(record.owner, _Owner()), record)
+
+    # Reads.
+
+    def get(self, agent_id: str) -> AgentRecord | None:
+        claims = self._claims.get(agent_id)
+        return None if claims is None else _newest(claims)
+
+    def own(self, agent_id: str) -> AgentRecord | None:
+        record = self._owners[self.name].records.get(agent_id)
+        return None if record is None or record.deleted else record
+
+    def status(self, record: AgentRecord) -> str:
+        return UNREACHABLE if record.owner in self._down else ACTIVE
+
+    def page(
+        self, capability: str | None, after: str | None, limit: int, local: bool
+    ) -> list[AgentRecord]:
+        """Agents in id order after ``after``; ``local``: this node's own only."""
+        ids = self._ids if capability is None else self._by_capability.get(capability, [])
+        start = 0 if after is None else bisect.bisect_right(ids, after)
+        page: list[AgentRecord] = []
+        for agent_id in ids[start:]:
+            claims = self._claims[agent_id]
+            record = claims.get(self.name) if local else _newest(claims)
+            if record is not None and (capability is None or capability in record.capabilities):
+                page.append(record)
+                if len(page) == limit:
+                    break
+        return page
+
+    def count(self) -> int:
+        return len(self._ids)
+
+    def unreachable_count(self) -> int:
+        return sum(self._owners[name].live for name in self._down if name in self._owners)
+
+    def digest(self) -> str:
+        """Equal on two nodes that hold the same live records."""
+        return f"{self._content:016x}"
+
+    # Index upkeep.
+
+    def _put(self, owner: _Owner, record: AgentRecord) -> None:
+        held = owner.records.get(record.agent_id)
+        if held is not None:
+            self._forget(owner, held)
+        owner.records[record.agent_id] = record
+        if record.deleted:
+            entry = (record.changed_at, record.owner, record.agent_id, record.version)
+            heapq.heappush(self._tombstones, entry)
+            return
+        owner.live += 1
+        self._content ^= _hash(record)
+        claims = self._claims.get(record.agent_id)
+        if claims is None:
+            claims = self._claims[record.agent_id] = {}
+            bisect.insort(self._ids, record.agent_id)
+        before = _newest(claims) if claims else None
+        claims[record.owner] = record
+        self._reindex(record.agent_id, before, _newest(claims))
+
+    def _forget(self, owner: _Owner, record: AgentRecord) -> None:
+        del owner.records[record.agent_id]
+        if record.deleted:
+            return
+        owner.live -= 1
+        self._content ^= _hash(record)
+        claims = self._claims[record.agent_id]
+        before = _newest(claims)
+        del claims[record.owner]
+        after = _newest(claims) if claims else None
+        if not claims:
+            del self._claims[record.agent_id]
+            del self._ids[bisect.bisect_left(self._ids, record.agent_id)]
+        self._reindex(record.agent_id, before, after)
+
+    def _reindex(
+        self, agent_id: str, before: AgentRecord | None, after: AgentRecord | None
+    ) -> None:
+        old = set(before.capabilities) if before else set()
+        new = set(after.capabilities) if after else set()
+        for capability in old - new:
+            ids = self._by_capability[capability]
+            del ids[bisect.bisect_left(ids, agent_id)]
+            if not ids:
+                del self._by_capability[capability]
+        for capability in new - old:
+            bisect.insort(self._by_capability.setdefault(capability, []), agent_id)
+
+
+def _newest(claims: dict[str, AgentRecord]) -> AgentRecord:
+    return max(claims.values(), key=lambda r: (r.changed_at, r.owner))
