@@ -73,7 +73,7 @@ _FIXED: dict[int, tuple[str, int]] = {
 _LEN = {1: ">B", 2: ">H", 4: ">I"}
 
 
-def unpack(read: Callable[[int], bytes]) -> Any:  # noqa: PLR0911 - a type table
+def unpack(read: Callable[[int], bytes]) -> Any:
     """Decode one object, taking exactly the bytes it needs from ``read(n)``."""
 
     def length(size: int) -> int:

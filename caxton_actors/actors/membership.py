@@ -33,10 +33,10 @@ from caxton_actors.actors.registry import (
     SpreadHeads,
 )
 from caxton_actors.config import Address
-from caxton_actors.registry.records import AgentUpdate, Head, RegistryPull
+from caxton_actors.registry.records import AgentUpdate, RegistryPull
 from caxton_actors.runtime.actor import GeventActor
 from caxton_actors.runtime.timer import Alarm
-from caxton_actors.swim.members import BroadcastQueue, Members
+from caxton_actors.swim.members import Members
 from caxton_actors.swim.messages import (
     HTTP_META_KEY,
     Addr,
@@ -54,7 +54,7 @@ from caxton_actors.swim.messages import (
     State,
     StateSync,
 )
-from caxton_actors.swim.node import packet_for
+from caxton_actors.swim.node import Heads, packet_for
 from caxton_actors.swim.timing import Timing
 from caxton_actors.wire import codec
 from caxton_actors.wire.transport import StreamError, StreamListener, UdpEndpoint, exchange
@@ -179,9 +179,7 @@ class MembershipActor(GeventActor):
         self._label = cluster_label
         self._stats = stats
         self._registry = registry
-        self._heads: BroadcastQueue[Head] = BroadcastQueue()
-        self._digest: tuple[Head, ...] = ()
-        """Every registry head, as the registry actor last told us."""
+        self._heads = Heads()
         self._detector: pykka.ActorRef[Any] | None = None
         self._subscribers: list[gevent.queue.Queue[MemberEvent]] = []
         try:
@@ -273,15 +271,15 @@ class MembershipActor(GeventActor):
             case ProbeFailed(name=name, incarnation=incarnation):
                 self._route(self._members.suspect(now, name, incarnation))
             case Tick():
-                self._route(self._members.tick(now))
+                self._route(self._members.tick(now, bool(self._heads.news)))
             case SyncRequest(packet=packet):
                 reply = self._answer_sync(now, packet)
             case UseDetector(detector=detector):
                 self._detector = detector
             case SpreadHeads(news=news, digest=digest):
                 for head in news:
-                    self._heads.push(head)
-                self._digest = digest
+                    self._heads.news.push(head)
+                self._heads.digest = digest
             case PullFrom(source=source, pull=pull):
                 gevent.spawn(self._pull, source, pull)
             case Subscribe(queue=queue):
@@ -366,7 +364,7 @@ class MembershipActor(GeventActor):
         self._stats.incr(metrics.GOSSIP_BYTES_SENT, len(data))
 
     def _packet(self, message: Message) -> Packet:
-        return packet_for(self._members, message, self._heads, self._digest)
+        return packet_for(self._members, message, self._heads)
 
     def _push_pull(self, to: Addr, packet: Packet) -> None:
         """One TCP exchange, in its own greenlet; the answer comes back as a message."""

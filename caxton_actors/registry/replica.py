@@ -123,11 +123,15 @@ class Replica:
         return tombstone
 
     def restart(self, own: Iterable[tuple[str, tuple[str, ...]]], now: float) -> None:
-        """This node's agents as its file kept them, announced afresh (see above)."""
+        """Start this node's life: its agents as its file kept them, announced afresh.
+
+        The floor covers everything before now, so each peer gets this node's whole
+        set once and drops whatever else it holds of its past (see above).
+        """
+        mine = self._owners[self.name]
+        mine.head = mine.floor = max(mine.head, int(now * 1000))
         for agent_id, capabilities in own:
             self.register(agent_id, capabilities, now)
-        mine = self._owners[self.name]
-        mine.floor = mine.head
 
     def own_count(self) -> int:
         return self._owners[self.name].live

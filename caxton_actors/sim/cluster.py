@@ -109,6 +109,12 @@ class Cluster:
     def leave(self, name: str) -> None:
         self._deliver_outputs(name, self._hosts[name].node.leave(self.now))
 
+    def register(self, name: str, agent_id: str, capabilities: tuple[str, ...] = ()) -> None:
+        self._hosts[name].node.register(self.now, agent_id, capabilities)
+
+    def deregister(self, name: str, agent_id: str) -> None:
+        self._hosts[name].node.deregister(self.now, agent_id)
+
     def partition(self, *groups: Iterable[str]) -> None:
         self._groups = {name: i for i, group in enumerate(groups) for name in group}
 
@@ -126,6 +132,10 @@ class Cluster:
 
     def view(self, name: str) -> dict[str, State]:
         return {r.name: r.state for r in self.node(name).members.records()}
+
+    def registries_agree(self) -> bool:
+        """Every live node holds the same live agent records."""
+        return len({self.node(n).replica.digest() for n in self._hosts}) == 1
 
     def converged(self) -> bool:
         """Every live node sees exactly the live nodes up (alive, or suspect and refuting)."""

@@ -236,7 +236,8 @@ class Members:
             return entry.suspicion.deadline
         return entry.changed_at + self.timing.dead_node_reclaim_time
 
-    def tick(self, now: float) -> list[Effect]:
+    def tick(self, now: float, more_to_spread: bool = False) -> list[Effect]:
+        """``more_to_spread``: others (the registry's heads) want gossip rounds too."""
         effects: list[Effect] = []
         for name in [n for n in self._timed if self._deadline(self._table[n]) <= now]:
             record = self._table[name].record
@@ -249,7 +250,7 @@ class Members:
             effects += self._send_join(now)
         if self._next_gossip <= now:
             self._next_gossip = now + self.timing.gossip_interval
-            effects += self._gossip_round()
+            effects += self._gossip_round(more_to_spread)
         if self._next_push_pull <= now:
             self._next_push_pull = now + self.timing.push_pull_period(len(self._table))
             effects += self._push_pull()
@@ -266,8 +267,8 @@ class Members:
         sync = StateSync(tuple(self.records()), reply=True)
         return [Send(seed, sync) for seed in self._seeds]
 
-    def _gossip_round(self) -> list[Effect]:
-        if not self._queue:
+    def _gossip_round(self, more_to_spread: bool = False) -> list[Effect]:
+        if not (self._queue or more_to_spread):
             return []
         peers = self.peers()
         chosen = self._rng.sample(peers, min(self.timing.gossip_nodes, len(peers)))

@@ -40,6 +40,8 @@ from caxton_actors.swim.timing import Timing
 MAX_PIGGYBACK = 6
 # Registry heads piggybacked on one datagram (the codec leaves off what does not fit).
 MAX_HEADS = 8
+# Of those, how many may be old heads in rotation (see Heads).
+ROTATING_HEADS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +53,43 @@ class Outgoing:
 Output = Outgoing | MemberChanged | NameConflict | Refuted
 
 
-def packet_for(
-    members: Members, message: Message, heads: BroadcastQueue[Head], digest: tuple[Head, ...]
-) -> Packet:
+class Heads:
+    """The registry heads this node spreads: news first, then a few of all it knows.
+
+    News (heads that rose here) goes out like a membership update, a limited
+    number of times. The rest of each datagram's room carries the next few of
+    every head in turn: cheap anti-entropy, so a node that missed some news
+    hears of it within seconds, not at the next full-state exchange.
+    """
+
+    def __init__(self) -> None:
+        self.news: BroadcastQueue[Head] = BroadcastQueue()
+        self.digest: tuple[Head, ...] = ()
+        """Every head this node knows."""
+        self._cursor = 0
+
+    def for_datagram(self, limit: int) -> tuple[Head, ...]:
+        taken = self.news.take(MAX_HEADS, limit)
+        room = min(ROTATING_HEADS, MAX_HEADS - len(taken), len(self.digest))
+        rotating = tuple(self.digest[(self._cursor + i) % len(self.digest)] for i in range(room))
+        self._cursor += room
+        return taken + rotating
+
+
+def packet_for(members: Members, message: Message, heads: Heads) -> Packet:
     """``message`` from this node, with the updates and heads still to be spread on board.
 
-    A full-state exchange carries the whole table and, as ``digest``, every head.
+    A full-state exchange carries the whole table and every head.
     """
     if isinstance(message, StateSync):
-        return Packet(members.name, members.addr, message, (), digest)
+        return Packet(members.name, members.addr, message, (), heads.digest)
     if isinstance(message, (RegistryPull, AgentUpdate)):  # stream messages: nothing on board
         return Packet(members.name, members.addr, message)
     # A pinged suspect hears of its suspicion first, so it can refute at once.
     prefer = message.target if isinstance(message, Ping) else None
     piggyback = members.take_broadcasts(MAX_PIGGYBACK, prefer)
     limit = members.timing.retransmit_limit(members.size())
-    return Packet(members.name, members.addr, message, piggyback, heads.take(MAX_HEADS, limit))
+    return Packet(members.name, members.addr, message, piggyback, heads.for_datagram(limit))
 
 
 class SwimNode:
@@ -88,7 +111,8 @@ class SwimNode:
         self.members = Members(name, addr, meta, incarnation, timing, rng, now)
         self.prober = Prober(name, timing, rng, now)
         self.replica = Replica(name, timing.dead_node_reclaim_time)
-        self.heads: BroadcastQueue[Head] = BroadcastQueue()
+        self.replica.restart((), now)  # a simulated node starts on an empty disk
+        self.heads = Heads()
 
     def join(self, now: float, seeds: Sequence[Addr]) -> list[Output]:
         return self._run(now, self.members.join(now, seeds))
@@ -122,14 +146,16 @@ class SwimNode:
 
     def tick(self, now: float) -> list[Output]:
         self.replica.expire(now)
-        return self._run(now, self.prober.tick(now) + self.members.tick(now))
+        more = bool(self.heads.news)
+        return self._run(now, self.prober.tick(now) + self.members.tick(now, more))
 
     def next_deadline(self) -> float:
         return min(self.prober.next_deadline(), self.members.next_deadline())
 
     def _spread_news(self) -> None:
         for head in self.replica.take_news():
-            self.heads.push(head)
+            self.heads.news.push(head)
+        self.heads.digest = self.replica.heads()
 
     def _run(self, now: float, effects: list[Effect]) -> list[Output]:
         outputs: list[Output] = []
@@ -138,7 +164,7 @@ class SwimNode:
             effect = pending.pop(0)
             match effect:
                 case Send(to=to, message=message):
-                    packet = packet_for(self.members, message, self.heads, self.replica.heads())
+                    packet = packet_for(self.members, message, self.heads)
                     outputs.append(Outgoing(to, packet))
                 case MemberChanged(member=member):
                     self.prober.update_member(member)

@@ -22,6 +22,7 @@ from caxton_actors.swim.messages import (
     Send,
     State,
     Suspect,
+    Update,
 )
 from caxton_actors.swim.prober import Prober
 from caxton_actors.swim.suspicion import Suspicion
@@ -98,7 +99,7 @@ def test_confirmations_shrink_the_suspicion_timeout() -> None:
 
 
 def test_broadcasts_go_least_sent_first_and_expire() -> None:
-    queue = BroadcastQueue()
+    queue: BroadcastQueue[Update] = BroadcastQueue()
     queue.push(Alive("x", 1, A))
     queue.push(Alive("y", 1, B))
     assert queue.take(1, limit=2) == (Alive("x", 1, A),)

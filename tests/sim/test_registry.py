@@ -1,0 +1,141 @@
+"""The replicated agent registry's properties, over many seeds, in the simulator."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from caxton_actors.registry.replica import UNREACHABLE
+from caxton_actors.sim.cluster import Cluster, Network
+from caxton_actors.swim.timing import LAN
+
+SEEDS = range(30)
+SIZE = 12
+SETTLE = 35.0
+LOSSY = Network(loss=0.05)
+
+
+def _cluster(seed: int, network: Network = LOSSY) -> Cluster:
+    cluster = Cluster(seed, LAN, network)
+    cluster.start_many(SIZE)
+    cluster.run_until(SETTLE)
+    assert cluster.converged()
+    return cluster
+
+
+def _agents(cluster: Cluster, name: str) -> dict[str, str]:
+    """Agent id to owner, as ``name`` answers a cluster-wide listing."""
+    page = cluster.node(name).replica.page(None, None, 100_000, local=False)
+    return {r.agent_id: r.owner for r in page}
+
+
+def _run_until_agreed(cluster: Cluster, bound: float) -> float:
+    """Virtual seconds until every registry agrees (fails past ``bound``)."""
+    start = cluster.now
+    while not cluster.registries_agree():
+        assert cluster.now - start < bound, f"registries still differ after {bound} s"
+        cluster.run_for(LAN.gossip_interval)
+    return cluster.now - start
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_registrations_everywhere_converge_to_one_registry(seed: int) -> None:
+    cluster = _cluster(seed)
+    rng = random.Random(seed)
+    expected = {}
+    for i in range(200):  # 200 registrations over 10 virtual seconds, from random nodes
+        owner = rng.choice(cluster.live)
+        cluster.register(owner, f"a{i}", (f"cap{i % 7}",))
+        expected[f"a{i}"] = owner
+        cluster.run_for(0.05)
+    # Heads spread in a few gossip rounds; a lost pull is retried; push-pull repairs the rest.
+    _run_until_agreed(cluster, bound=10.0)
+    for name in cluster.live:
+        assert _agents(cluster, name) == expected
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_crashed_owners_agents_turn_unreachable_then_disappear(seed: int) -> None:
+    cluster = _cluster(seed)
+    for i in range(20):
+        cluster.register("n3", f"mine{i}")
+        cluster.register("n4", f"other{i}")
+    _run_until_agreed(cluster, bound=10.0)
+    cluster.crash("n3")
+    crashed = cluster.now
+    others = cluster.live
+
+    def statuses() -> set[str]:
+        return {
+            cluster.node(n).replica.status(r)
+            for n in others
+            for r in cluster.node(n).replica.page(None, "mine", 100, local=False)
+            if r.owner == "n3"
+        }
+
+    # Dead once suspicion times out everywhere: well within 15 s for 12 nodes on LAN.
+    while statuses() != {UNREACHABLE}:
+        assert cluster.now - crashed < 15.0, "n3's agents are not unreachable everywhere"
+        cluster.run_for(LAN.gossip_interval)
+    assert all(len(_agents(cluster, n)) == 40 for n in others)  # still listed, unreachable
+    cluster.run_for(LAN.dead_node_reclaim_time + 1.0)
+    for name in others:
+        assert set(_agents(cluster, name)) == {f"other{i}" for i in range(20)}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_partition_then_heal_converges_and_loses_nothing(seed: int) -> None:
+    cluster = _cluster(seed, Network())
+    names = cluster.live
+    left, right = names[: SIZE // 2], names[SIZE // 2 :]
+    cluster.register(left[0], "before")
+    cluster.run_for(2.0)
+    cluster.partition(left, right)
+    rng = random.Random(seed)
+    for i in range(40):  # both sides keep registering while cut off
+        side = left if i % 2 else right
+        cluster.register(rng.choice(side), f"p{i}")
+        cluster.run_for(0.25)
+    cluster.run_for(3.0)
+    for name in left:  # each side answers for what it can reach
+        assert {f"p{i}" for i in range(1, 40, 2)} <= set(_agents(cluster, name))
+    cluster.heal()
+    _run_until_agreed(cluster, bound=60.0)
+    cluster.run_for(LAN.dead_node_reclaim_time)  # past any expiry of the far side's agents
+    _run_until_agreed(cluster, bound=60.0)
+    expected = {"before"} | {f"p{i}" for i in range(40)}
+    for name in names:
+        assert set(_agents(cluster, name)) == expected
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_concurrent_reregistration_and_deletion_end_the_same_everywhere(seed: int) -> None:
+    cluster = _cluster(seed)
+    cluster.register("n1", "x", ("v1",))
+    cluster.run_for(3.0)
+    # The owner re-registers and removes x, another node registers it too, all at once.
+    cluster.register("n1", "x", ("v2",))
+    cluster.register("n2", "x", ("moved",))
+    cluster.deregister("n1", "x")
+    _run_until_agreed(cluster, bound=10.0)
+    views = {cluster.node(n).replica.get("x") for n in cluster.live}
+    assert len(views) == 1
+    [view] = views
+    assert view is not None
+    assert (view.owner, view.capabilities) == ("n2", ("moved",))
+
+
+def test_a_restarted_owner_is_believed_over_its_past() -> None:
+    """A node back on an empty disk: its peers drop what its past life registered."""
+    cluster = _cluster(1, Network())
+    cluster.register("n5", "old")
+    _run_until_agreed(cluster, bound=10.0)
+    cluster.crash("n5")
+    cluster.run_for(2.0)
+    cluster.start("n5", seeds=["n0"], incarnation=1)
+    cluster.register("n5", "new")
+    _run_until_agreed(cluster, bound=40.0)
+    for name in cluster.live:
+        assert _agents(cluster, name).get("new") == "n5"
+        assert "old" not in _agents(cluster, name)
