@@ -15,6 +15,7 @@ from caxton_actors.config import SETTINGS, ConfigError, load_config
 DEFAULT_HTTP = "127.0.0.1:8080"
 CLIENT_COMMANDS = {
     "members": "list the cluster's members as a running node sees them",
+    "agents": "list the cluster's agents, their nodes, status and routes",
     "join": "ask a running node to join a cluster through seeds",
     "leave": "ask a running node to leave its cluster gracefully",
     "monitor": "print member events from a running node as they happen",
@@ -53,13 +54,22 @@ def _parser() -> argparse.ArgumentParser:
         )
         if name == "join":
             client.add_argument("seeds", nargs="+", metavar="ADDR", help="seed host:port")
+        if name == "agents":
+            client.add_argument("--capability", metavar="NAME", help="only agents with it")
+            client.add_argument("--local", action="store_true", help="only this node's agents")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command != "run":
-        return client.run(args.command, args.http, getattr(args, "seeds", []))
+        return client.run(
+            args.command,
+            args.http,
+            getattr(args, "seeds", ()),
+            getattr(args, "capability", None),
+            getattr(args, "local", False),
+        )
     flags = {
         s.path: getattr(args, s.path)
         for s in SETTINGS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,24 @@ def _members(address: str) -> None:
         )
 
 
+def _agents(address: str, capability: str | None, local: bool) -> None:
+    """Every agent (the whole cluster's, or this node's), page by page."""
+    query = {"limit": "1000", **({"capability": capability} if capability else {})}
+    if local:
+        query["scope"] = "local"
+    print(f"{'AGENT':<32} {'NODE':<20} {'STATUS':<12} {'ROUTE':<28} CAPABILITIES")
+    while True:
+        page = _request(address, "GET", f"/agents?{urllib.parse.urlencode(query)}")
+        for a in page["agents"]:
+            print(
+                f"{a['id']:<32} {a['node_id']:<20} {a['status']:<12} "
+                f"{a['route'] or '-':<28} {','.join(a['capabilities'])}"
+            )
+        if page["next"] is None:
+            return
+        query["after"] = page["next"]
+
+
 def _monitor(address: str) -> None:
     """Follow /events and print one line per member change, until interrupted."""
     host, _, port = address.rpartition(":")
@@ -69,10 +88,18 @@ def _monitor(address: str) -> None:
         conn.close()
 
 
-def run(command: str, address: str, seeds: Sequence[str]) -> int:
+def run(
+    command: str,
+    address: str,
+    seeds: Sequence[str] = (),
+    capability: str | None = None,
+    local: bool = False,
+) -> int:
     try:
         if command == "members":
             _members(address)
+        elif command == "agents":
+            _agents(address, capability, local)
         elif command == "join":
             result = _request(address, "POST", "/cluster/join", {"seeds": list(seeds)})
             print(f"contacted: {', '.join(result['contacted']) or 'none'}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,3 +105,14 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield running
     finally:
         running.stop_all()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``caxton-actors`` command."""
+    return subprocess.run(
+        [sys.executable, "-m", "caxton_actors", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.cluster.conftest import SIZE, Cluster, fresh_port, wait_until
+from tests.cluster.conftest import SIZE, Cluster, cli, fresh_port, wait_until
 
 
 def test_join_converges_and_carries_http_addresses(cluster: Cluster) -> None:
@@ -94,16 +94,6 @@ def test_nodes_with_another_cluster_label_ignore_each_other(tmp_path: Path) -> N
         cluster.stop_all()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "caxton_actors", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     try:
@@ -117,13 +107,13 @@ def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
         )
         assert monitor.stdout is not None
         assert monitor.stdout.readline().startswith("following member events")  # subscribed
-        joined = _cli("join", "--http", http_b, f"127.0.0.1:{cluster.gossip_ports['a']}")
+        joined = cli("join", "--http", http_b, f"127.0.0.1:{cluster.gossip_ports['a']}")
         assert joined.returncode == 0, joined.stderr
         assert f"contacted: 127.0.0.1:{cluster.gossip_ports['a']}" in joined.stdout
         wait_until(lambda: cluster.view("a").get("b") == "alive", 15, "b joined a")
-        listed = _cli("members", "--http", http_a)
+        listed = cli("members", "--http", http_a)
         assert re.search(r"^b\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:\d+\s+alive", listed.stdout, re.M)
-        assert _cli("leave", "--http", http_b).returncode == 0
+        assert cli("leave", "--http", http_b).returncode == 0
         wait_until(lambda: cluster.view("a").get("b") == "left", 15, "b left")
         monitor.terminate()
         out, _ = monitor.communicate(timeout=10)
@@ -131,7 +121,7 @@ def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
         assert re.search(r"^left\s+b ", out, re.M), out
     finally:
         cluster.stop_all()
-    unreachable = _cli("members", "--http", "127.0.0.1:1")
+    unreachable = cli("members", "--http", "127.0.0.1:1")
     assert unreachable.returncode == 1
     assert "cannot reach" in unreachable.stderr
 

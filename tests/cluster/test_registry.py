@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.cluster.conftest import SIZE, Cluster, wait_until
+from tests.cluster.conftest import SIZE, Cluster, cli, wait_until
 
 PER_NODE = 200  # 1,000 agents over 5 nodes
 
@@ -54,6 +54,11 @@ def test_agents_from_every_node_converge_and_route_to_their_owner(cluster: Clust
     local = n0.request("GET", "/agents?scope=local&limit=1000").json["agents"]
     assert {a["node_id"] for a in local} == {"n0"}
     assert len(local) == PER_NODE
+    listed = cli("agents", "--http", f"127.0.0.1:{n0.port}", "--capability", "skill1")
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()[1:]
+    assert len(rows) == total // 4
+    assert any(row.split()[:3] == ["n3-a5", "n3", "active"] for row in rows)
     refused = n0.request("DELETE", "/agents/n3-a7")
     assert refused.status == 409
     assert "n3" in refused.json["description"]
