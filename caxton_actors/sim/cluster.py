@@ -17,9 +17,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from caxton_actors.registry.records import AgentUpdate, RegistryPull
 from caxton_actors.swim.messages import Addr, MemberChanged, MemberRecord, Packet, State, StateSync
 from caxton_actors.swim.node import Outgoing, Output, SwimNode
 from caxton_actors.swim.timing import LAN, Timing
+from caxton_actors.wire import codec
 
 GOSSIP_PORT = 7946
 
@@ -60,12 +62,23 @@ class _Event:
     token: int = field(compare=False, default=0)
 
 
+def _encoded(packet: Packet) -> bytes:
+    stream = isinstance(packet.message, (StateSync, RegistryPull, AgentUpdate))
+    return codec.encode(packet, "", codec.MAX_STREAM_MESSAGE if stream else codec.MAX_DATAGRAM)
+
+
 def addr_of(name: str) -> Addr:
     return (name, GOSSIP_PORT)
 
 
 class Cluster:
-    def __init__(self, seed: int, timing: Timing = LAN, network: Network = Network()) -> None:
+    def __init__(
+        self,
+        seed: int,
+        timing: Timing = LAN,
+        network: Network = Network(),
+        count_bytes: bool = False,
+    ) -> None:
         self.seed = seed
         self.timing = timing
         self.network = network
@@ -79,6 +92,9 @@ class Cluster:
         self.observed: list[Observed] = []
         self.sent: Counter[str] = Counter()
         """Packets each node sent."""
+        self.bytes_sent: Counter[str] = Counter()
+        """Bytes each node sent, as the real codec encodes them (with ``count_bytes``)."""
+        self._count_bytes = count_bytes
 
     # Building and breaking the cluster.
 
@@ -187,6 +203,8 @@ class Cluster:
                 self.observed.append(Observed(self.now, sender, m.name, m.state, m.incarnation))
             elif isinstance(output, Outgoing):
                 self.sent[sender] += 1
+                if self._count_bytes:
+                    self.bytes_sent[sender] += len(_encoded(output.packet))
                 self._send(sender, output)
 
     def _send(self, sender: str, outgoing: Outgoing) -> None:
@@ -208,7 +226,13 @@ class Cluster:
         return groups is not None and groups.get(a, -1) != groups.get(b, -1)
 
 
-def settled(seed: int, size: int, timing: Timing = LAN, network: Network = Network()) -> Cluster:
+def settled(
+    seed: int,
+    size: int,
+    timing: Timing = LAN,
+    network: Network = Network(),
+    count_bytes: bool = False,
+) -> Cluster:
     """``size`` nodes ``n0``.. that all know each other and have nothing left to tell.
 
     Joining N nodes through one seed costs O(N^2) in full-state exchanges, so this
@@ -217,7 +241,7 @@ def settled(seed: int, size: int, timing: Timing = LAN, network: Network = Netwo
     nodes in memory), and forgets the updates that learning queued, as a cluster
     that has run for a while has long spread them.
     """
-    cluster = Cluster(seed, timing, network)
+    cluster = Cluster(seed, timing, network, count_bytes)
     names = [f"n{i}" for i in range(size)]
     for i, name in enumerate(names):
         # Started across a gossip interval, so that gossip rounds are out of step as on
