@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,6 @@ from caxton_actors.actors.registry import (
     RegistryActor,
 )
 from caxton_actors.metrics import REGISTRY_BATCH_SIZE, REGISTRY_COMMIT_TIME
-from caxton_actors.registry.store import Store, Tx
 from caxton_actors.runtime.lag import LoopLagMonitor
 
 from .common import percentile, table, us
@@ -159,9 +157,7 @@ def bench_writes(path: Path, total: int, clients: int) -> None:
     print("target (ADR-0017): state write p50 1 ms, p99 10 ms")
 
 
-def lookup_rows(
-    ref: Ref, path: Path, agents: int, lookups: int, rng: random.Random
-) -> list[list[object]]:
+def lookup_rows(ref: Ref, agents: int, lookups: int, rng: random.Random) -> list[list[object]]:
     by_cap: list[int] = []
     by_id: list[int] = []
     count: list[int] = []
@@ -172,20 +168,6 @@ def lookup_rows(
         timed(by_id, ref.ask, GetAgent(agent_id(rng.randrange(agents))))
         timed(count, ref.ask, CountAgents())
         timed(check, ref.ask, CheckDatabase())
-    # The same queries on a second connection, on this thread: SQLAlchemy + SQLite + ujson
-    # without the actor or the worker thread hop (the actor is idle meanwhile).
-    store = Store(path, "bench")
-    direct_cap: list[int] = []
-    direct_id: list[int] = []
-    try:
-        for _ in range(lookups):
-            cap = f"cap-{rng.randrange(CAPABILITIES)}"
-            page = partial(Tx.list_agents, capability=cap, after=None, limit=PAGE)
-            timed(direct_cap, store.run_batch, [page], 0)
-            one = partial(Tx.get_agent, agent_id=agent_id(rng.randrange(agents)))
-            timed(direct_id, store.run_batch, [one], 0)
-    finally:
-        store.close()
 
     def row(name: str, samples: list[int]) -> list[object]:
         return [
@@ -198,12 +180,10 @@ def lookup_rows(
         ]
 
     return [
-        row(f"ask ListAgents(cap, limit={PAGE})", by_cap),
-        row("ask GetAgent(id)", by_id),
-        row("ask CountAgents() (memory, no SQL)", count),
+        row(f"ask ListAgents(cap, limit={PAGE}) (memory)", by_cap),
+        row("ask GetAgent(id) (memory)", by_id),
+        row("ask CountAgents() (memory)", count),
         row("ask CheckDatabase() (SELECT 1 on the worker)", check),
-        row("direct Store: list_agents", direct_cap),
-        row("direct Store: get_agent", direct_id),
     ]
 
 
@@ -216,11 +196,11 @@ def bench_lookups(path: Path, lookups: int, lag_seconds: float, clients: int) ->
         started = time.perf_counter()
         fill(ref, range(10_000))
         fill_10k = time.perf_counter() - started
-        rows += lookup_rows(ref, path, 10_000, lookups, rng)
+        rows += lookup_rows(ref, 10_000, lookups, rng)
         started = time.perf_counter()
         fill(ref, range(10_000, 100_000))
         fill_100k = time.perf_counter() - started
-        rows += lookup_rows(ref, path, 100_000, lookups, rng)
+        rows += lookup_rows(ref, 100_000, lookups, rng)
         stats.reset()
         lag = bench_lag(ref, clients, lag_seconds)
         lag_batches = stats.batches()

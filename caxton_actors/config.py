@@ -91,6 +91,7 @@ class Config:
     reap_interval: float = 1.0  # seconds between sweeps of expired correlations
     drain_timeout: float = 5.0  # seconds shutdown waits for HTTP requests in flight
     log_level: str = "INFO"
+    registry_max_agents: int = 100_000  # agents this node may own (the cluster holds more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reap_interval", None, None, "time between sweeps of expired correlations"),
     Setting("drain_timeout", None, None, "time shutdown waits for HTTP requests in flight"),
     Setting("log_level", "CAXTON_LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR"),
+    Setting(
+        "registry.max_agents_per_node",
+        "CAXTON_REGISTRY_MAX_AGENTS",
+        "--registry-max-agents",
+        "agents this node may own",
+    ),
     Setting("gossip.enabled", "CAXTON_GOSSIP_ENABLED", "--gossip-enabled", "true or false"),
     Setting("gossip.bind_address", "CAXTON_GOSSIP_BIND", "--gossip-bind", "gossip host:port"),
     Setting("gossip.seed_nodes", "CAXTON_GOSSIP_SEEDS", "--gossip-seeds", "host:port,host:port"),
@@ -221,6 +228,11 @@ def _from_text(path: str, text: str, key: str) -> object:
     """Give a variable's or flag's text the type the YAML file would have had."""
     if path == "gossip.seed_nodes":
         return [item.strip() for item in text.split(",") if item.strip()]
+    if path == "registry.max_agents_per_node":
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(key, text, "must be a whole number") from None
     if path == "gossip.enabled":
         if text.lower() not in _BOOL_WORDS:
             raise ConfigError(key, text, f"must be one of {', '.join(_BOOL_WORDS)}")
@@ -268,6 +280,9 @@ def _build(raw: _Raw) -> Config:
         reap_interval=get("reap_interval", parse_duration, base.reap_interval),
         drain_timeout=get("drain_timeout", parse_duration, base.drain_timeout),
         log_level=get("log_level", _log_level, base.log_level),
+        registry_max_agents=get(
+            "registry.max_agents_per_node", _max_agents, base.registry_max_agents
+        ),
     )
 
 
@@ -344,6 +359,12 @@ def _sqlite_path(value: object, key: str) -> Path:
     if not os.path.isdir(path.parent):
         raise ConfigError(key, value, f"directory {str(path.parent)!r} does not exist")
     return path
+
+
+def _max_agents(value: object, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000_000:
+        raise ConfigError(key, value, "must be a whole number from 1 to 10000000")
+    return value
 
 
 def _log_level(value: object, key: str) -> str:

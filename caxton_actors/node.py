@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+from dataclasses import replace
 from typing import Any
 
 import gevent
@@ -27,6 +28,7 @@ from caxton_actors.actors.registry import MemberState, RegistryActor, UseMembers
 from caxton_actors.config import Config
 from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
+from caxton_actors.registry.replica import LIMITS
 from caxton_actors.registry.schema import SchemaError
 from caxton_actors.runtime.lag import LoopLagMonitor
 from caxton_actors.swim.messages import HTTP_META_KEY
@@ -89,6 +91,7 @@ class Node:
             config.reap_interval,
             config.gossip.failure_detection_timeout,
             self.stats,
+            replace(LIMITS, max_agents_per_node=config.registry_max_agents),
         )
         self._refs["registry"] = registry
         http_host = _advertised_host(config.http_bind.host)

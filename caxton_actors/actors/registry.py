@@ -269,7 +269,7 @@ class RegistryActor(GeventActor):
         self._worker = gevent.threadpool.ThreadPool(1)
         try:
             self._store: Store = self._worker.apply(Store, (path, node_id))
-            (own, (records, heads)), _ = self._worker.apply(
+            own, (records, heads) = self._worker.apply(
                 self._store.run_batch, ([Tx.own_agents, Tx.load_replica], _now_ms())
             )
         except BaseException:
@@ -356,7 +356,7 @@ class RegistryActor(GeventActor):
         refused = self._over_limit(requests)
         runnable = [r for i, r in enumerate(requests) if i not in refused]
         started = time.perf_counter()
-        results, _ = self._worker.apply(
+        results = self._worker.apply(
             self._store.run_batch, ([r.apply for r in runnable], _now_ms())
         )
         self._stats.timing(metrics.REGISTRY_COMMIT_TIME, (time.perf_counter() - started) * 1000)

@@ -1,4 +1,10 @@
-"""Blocking SQLite work: the node's own agents, conversations and correlations.
+"""Blocking SQLite work: the node's agents, its replica of others', conversations, correlations.
+
+The node answers agent lookups from memory (``registry/replica.py``); the file
+is what it starts from. ``agents`` and its capability index hold this node's
+own agents, as the seed's schema has it, for the node and for anyone with the
+sqlite3 shell; ``registry_entries`` and ``registry_owners`` hold what gossip
+brought of the other nodes' agents.
 
 Everything here blocks, so it runs on the registry actor's worker thread and
 never on the gevent hub. The actor hands over a whole batch of requests at a
@@ -101,7 +107,6 @@ _ID: sa.BindParameter[str] = sa.bindparam("id")
 _INSERT_AGENT = sqlite.insert(agents).on_conflict_do_nothing(index_elements=["id"])
 # Keyed on "agent" (an update may not bind a parameter named after a column it sets).
 _UPDATE_AGENT = sa.update(agents).where(agents.c.id == sa.bindparam("agent"))
-_GET_AGENT = sa.select(agents).where(agents.c.id == _ID)
 _DELETE_AGENT = sa.delete(agents).where(agents.c.id == _ID)
 _INSERT_CAPABILITY = sa.insert(agent_capabilities)
 _DELETE_CAPABILITIES = sa.delete(agent_capabilities).where(agent_capabilities.c.agent_id == _ID)
@@ -115,33 +120,17 @@ _FORGET_ENTRY = sa.delete(registry_entries).where(
 )
 
 
-def _list_query(by_capability: bool, paged: bool) -> sa.Select[Any]:
-    query = sa.select(agents)
-    order: sa.ColumnElement[str] = agents.c.id
-    if by_capability:
-        query = query.join(agent_capabilities, agent_capabilities.c.agent_id == agents.c.id)
-        query = query.where(agent_capabilities.c.capability == sa.bindparam("capability"))
-        order = agent_capabilities.c.agent_id
-    if paged:
-        query = query.where(order > sa.bindparam("after"))
-    return query.order_by(order).limit(sa.bindparam("limit"))
-
-
-_LIST_AGENTS = {(c, p): _list_query(c, p) for c in (False, True) for p in (False, True)}
-
-
 class Tx:
     """The operations one request may run inside a batch's transaction.
 
     ``now`` is the batch's clock reading, so every request in a batch sees one
-    time; ``agents_delta`` tracks how the agent count moved.
+    time.
     """
 
     def __init__(self, conn: sa.Connection, now: int, node_id: str) -> None:
         self.conn = conn
         self.now = now
         self.node_id = node_id
-        self.agents_delta = 0
 
     # agents
 
@@ -154,9 +143,7 @@ class Tx:
             "status": "active",
         }
         created = self.conn.execute(_INSERT_AGENT, row).rowcount > 0
-        if created:
-            self.agents_delta += 1
-        else:
+        if not created:
             updated = {"agent": agent_id, **{k: v for k, v in row.items() if k != "id"}}
             self.conn.execute(_UPDATE_AGENT, updated)
             self.conn.execute(_DELETE_CAPABILITIES, {"id": agent_id})
@@ -166,21 +153,9 @@ class Tx:
             )
         return Written(Agent(agent_id, self.node_id, capabilities, self.now, "active"), created)
 
-    def get_agent(self, agent_id: str) -> Agent | None:
-        row = self.conn.execute(_GET_AGENT, {"id": agent_id}).first()
-        return None if row is None else _agent(row)
-
-    def list_agents(self, capability: str | None, after: str | None, limit: int) -> list[Agent]:
-        """A page of agents in id order, starting after ``after``."""
-        query = _LIST_AGENTS[capability is not None, after is not None]
-        params = {"capability": capability, "after": after, "limit": limit}
-        return [_agent(row) for row in self.conn.execute(query, params).all()]
-
     def delete_agent(self, agent_id: str) -> bool:
         self.conn.execute(_DELETE_CAPABILITIES, {"id": agent_id})
-        deleted = self.conn.execute(_DELETE_AGENT, {"id": agent_id})
-        self.agents_delta -= deleted.rowcount
-        return deleted.rowcount > 0
+        return self.conn.execute(_DELETE_AGENT, {"id": agent_id}).rowcount > 0
 
     def own_agents(self) -> list[Agent]:
         return [_agent(row) for row in self.conn.execute(sa.select(agents)).all()]
@@ -229,9 +204,6 @@ class Tx:
         ]
         owners = self.conn.execute(sa.select(registry_owners)).all()
         return records, [(Head(r.owner, r.head), r.floor) for r in owners]
-
-    def count_agents(self) -> int:
-        return int(self.conn.execute(sa.select(sa.func.count()).select_from(agents)).scalar_one())
 
     # conversations
 
@@ -349,8 +321,8 @@ class Store:
         with self._conn.begin():
             migrate(self._conn)
 
-    def run_batch(self, requests: Sequence[Callable[[Tx], Any]], now: int) -> tuple[list[Any], int]:
-        """Run every request in one transaction; return their results and the agent delta.
+    def run_batch(self, requests: Sequence[Callable[[Tx], Any]], now: int) -> list[Any]:
+        """Run every request in one transaction; return their results.
 
         A request that raises rolls the whole batch back, so either every
         write of the batch is committed or none is.
@@ -358,7 +330,7 @@ class Store:
         with self._conn.begin():
             tx = Tx(self._conn, now, self._node_id)
             results = [request(tx) for request in requests]
-        return results, tx.agents_delta
+        return results
 
     def close(self) -> None:
         self._conn.close()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import signal
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import NodeProcess
+from tests.integration.conftest import NodeProcess, start_node
 
 
 def test_health_get_and_head(api: NodeProcess) -> None:
@@ -50,6 +51,41 @@ def test_agent_lifecycle(api: NodeProcess) -> None:
     assert api.request("DELETE", "/agents/planner-1").status == 204
     assert api.request("GET", "/agents/planner-1").status == 404
     assert api.request("DELETE", "/agents/planner-1").status == 404
+
+
+def test_route_digest_and_local_scope_on_a_single_node(api: NodeProcess) -> None:
+    assert api.request("PUT", "/agents/router-1", {"capabilities": ["route"]}).status == 201
+    route = api.request("GET", "/agents/router-1/route").json
+    assert route == {
+        "agent_id": "router-1",
+        "node_id": "itest",
+        "route": f"http://127.0.0.1:{api.port}",
+        "status": "active",
+    }
+    local = api.request("GET", "/agents?scope=local&capability=route").json["agents"]
+    assert [a["id"] for a in local] == ["router-1"]
+    before = api.request("GET", "/registry/digest").json
+    assert api.request("DELETE", "/agents/router-1").status == 204
+    after = api.request("GET", "/registry/digest").json
+    assert after["agents"] == before["agents"] - 1
+    assert after["digest"] != before["digest"]
+    assert after["heads"]["itest"] > before["heads"]["itest"]
+
+
+def test_a_node_refuses_agents_past_its_limit(tmp_path: Path) -> None:
+    node = start_node(tmp_path, "--registry-max-agents", "2")
+    try:
+        for agent in ("a", "b"):
+            assert node.request("PUT", f"/agents/{agent}", {"capabilities": []}).status == 201
+        refused = node.request("PUT", "/agents/c", {"capabilities": []})
+        assert refused.status == 409
+        assert "limit of 2 agents" in refused.json["description"]
+        assert node.request("GET", "/agents/c").status == 404
+        assert node.request("PUT", "/agents/a", {"capabilities": ["x"]}).status == 200
+        assert node.request("DELETE", "/agents/b").status == 204
+        assert node.request("PUT", "/agents/c", {"capabilities": []}).status == 201
+    finally:
+        node.signal(signal.SIGTERM)
 
 
 def test_capability_lookup_pages_through_everything(api: NodeProcess) -> None:
@@ -165,6 +201,8 @@ BAD_REQUESTS = [
     ("GET", "/agents?limit=1&limit=2", None, None, 400, "limit is given more than once"),
     ("GET", "/agents?limit=abc", None, None, 400, "limit"),
     ("GET", "/agents?capability=a%7Cb", None, None, 400, "may hold only"),
+    ("GET", "/agents?scope=galaxy", None, None, 400, "scope must be cluster or local"),
+    ("GET", "/agents/a1/route", None, None, 404, "no agent with id 'a1'"),
     ("GET", "/no/such/route", None, None, 404, "no route /no/such/route"),
     ("POST", "/health", None, None, 405, "POST is not allowed on /health"),
     ("PATCH", "/agents/a1", None, None, 405, "allowed:"),

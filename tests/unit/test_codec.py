@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import ujson
 
+from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.messages import (
     Ack,
     Alive,
@@ -37,12 +38,22 @@ MESSAGES: list[Message] = [
     PingReq(4, "n3", ("::1", 7000)),
     Gossip(),
     StateSync((MemberRecord("n1", ADDR, 0, State.SUSPECT, (("k", "v"),)),), reply=True),
+    RegistryPull((Head("n1", 0), Head("n2", 1_764_000_000_123))),
+    AgentUpdate(
+        (
+            AgentRecord("n1", "agent:7@x", 12, ("chat", "search"), 1_764_000_000_000),
+            AgentRecord("n1", "gone", 13, (), 1_764_000_000_001, deleted=True),
+        ),
+        (Head("n1", 13),),
+        complete=("n1",),
+    ),
 ]
+HEADS = (Head("n1", 5), Head("n7", 2**40))
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips_with_piggyback(message: Message) -> None:
-    packet = Packet("n0", ADDR, message, UPDATES)
+    packet = Packet("n0", ADDR, message, UPDATES, HEADS)
     data = encode(packet, "prod")
     assert len(data) <= MAX_DATAGRAM
     assert decode(data, "prod") == packet
@@ -55,6 +66,15 @@ def test_updates_that_do_not_fit_are_left_off() -> None:
     decoded = decode(data, "c")
     assert 0 < len(decoded.piggyback) < len(many)
     assert decoded.piggyback == many[: len(decoded.piggyback)]
+
+
+def test_heads_that_do_not_fit_go_before_updates() -> None:
+    heads = tuple(Head(f"owner-{i:03d}-" + "y" * 40, i) for i in range(60))
+    data = encode(Packet("n0", ADDR, Gossip(), UPDATES, heads), "c")
+    assert len(data) <= MAX_DATAGRAM
+    decoded = decode(data, "c")
+    assert decoded.piggyback == UPDATES
+    assert 0 < len(decoded.heads) < len(heads)
 
 
 def _envelope(**changes: object) -> bytes:
@@ -87,6 +107,20 @@ def _envelope(**changes: object) -> bytes:
         (_envelope(g=[["node_join", {"n": "x", "i": 1}]]), "bad_field"),
         (_envelope(g=[["node_nuke", {}]]), "unknown_type"),
         (_envelope(g="nope"), "bad_field"),
+        (_envelope(h=[["n1", -1]]), "bad_field"),
+        (_envelope(h=[["bad name", 1]]), "bad_name"),
+        (_envelope(h={"n1": 1}), "bad_field"),
+        (_envelope(t="registry_pull", p={"h": "all"}), "bad_field"),
+        (
+            _envelope(t="agent_update", p={"r": [["n1", "a", 1, "cap", 0, False]], "h": []}),
+            "bad_field",
+        ),
+        (_envelope(t="agent_update", p={"r": [["n1", "", 1, [], 0, False]], "h": []}), "bad_field"),
+        (_envelope(t="agent_update", p={"r": [["n1", "a", 1, [], 0, "no"]], "h": []}), "bad_field"),
+        (
+            _envelope(t="agent_update", p={"r": [["n1", "a", 1, [7], 0, False]], "h": []}),
+            "bad_field",
+        ),
         (
             _envelope(
                 t="state_sync",

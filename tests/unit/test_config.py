@@ -340,6 +340,7 @@ BAD_TEXT = {
     "log_level": "LOUD",
     "gossip.profile": "galaxy",
     "gossip.cluster_label": "-no",
+    "registry.max_agents_per_node": "lots",
 }
 
 

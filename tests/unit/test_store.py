@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from caxton_actors.registry.records import AgentRecord, Head
 from caxton_actors.registry.schema import SCHEMA_VERSION, SchemaError
 from caxton_actors.registry.store import Agent, Store, Tx
 
@@ -31,8 +32,20 @@ def store(tmp_path: Path) -> Store:
 
 
 def run(store: Store, now: int, *requests: Callable[[Tx], Any]) -> list[Any]:
-    results, _ = store.run_batch(requests, now)
-    return results
+    return store.run_batch(requests, now)
+
+
+def by_capability(path: Path, capability: str) -> list[str]:
+    """What an operator's SQL finds through the capability index."""
+    raw = sqlite3.connect(path)
+    try:
+        rows = raw.execute(
+            "SELECT agent_id FROM agent_capabilities WHERE capability = ? ORDER BY agent_id",
+            (capability,),
+        ).fetchall()
+    finally:
+        raw.close()
+    return [r[0] for r in rows]
 
 
 def test_new_file_gets_current_schema_and_wal(tmp_path: Path) -> None:
@@ -50,14 +63,14 @@ def test_seed_file_migrates_and_its_agents_are_found_by_capability(tmp_path: Pat
     raw.executescript(SEED_SQL)
     raw.close()
     store = Store(path, "n0")
-    (chat, search) = run(
-        store,
-        10,
-        lambda tx: tx.list_agents("chat", None, 10),
-        lambda tx: tx.list_agents("search", None, 10),
-    )
-    assert [a.id for a in chat] == ["old-1", "old-2"]
-    assert [a.id for a in search] == ["old-1"]
+    (own,) = run(store, 10, Tx.own_agents)
+    assert {a.id: a.capabilities for a in own} == {
+        "old-1": ("search", "chat"),
+        "old-2": ("chat",),
+    }
+    store.close()
+    assert by_capability(path, "chat") == ["old-1", "old-2"]
+    assert by_capability(path, "search") == ["old-1"]
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -69,36 +82,33 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Store(path, "n")
 
 
-def test_put_update_and_capability_pages(store: Store) -> None:
+def test_put_update_and_the_capability_index(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path, "node-a")
     put = [
         lambda tx, i=i: tx.put_agent(f"a{i:03d}", ("x",) if i % 2 else ("y",)) for i in range(10)
     ]
-    results, delta = store.run_batch(put, 100)
-    assert delta == 10
+    results = store.run_batch(put, 100)
     assert all(w.created for w in results)
     (updated,) = run(store, 200, lambda tx: tx.put_agent("a001", ("y", "z")))
     assert not updated.created
     assert updated.record == Agent("a001", "node-a", ("y", "z"), 200, "active")
-    (first, rest, none_x) = run(
-        store,
-        300,
-        lambda tx: tx.list_agents("y", None, 3),
-        lambda tx: tx.list_agents("y", "a002", 100),
-        lambda tx: tx.list_agents("x", "a009", 100),
-    )
-    assert [a.id for a in first] == ["a000", "a001", "a002"]
-    assert [a.id for a in rest] == ["a004", "a006", "a008"]
-    assert none_x == []
+    store.close()
+    assert by_capability(path, "y") == ["a000", "a001", "a002", "a004", "a006", "a008"]
+    assert by_capability(path, "x") == ["a003", "a005", "a007", "a009"]
 
 
-def test_delete_removes_agent_and_its_capabilities(store: Store) -> None:
+def test_delete_removes_agent_and_its_capabilities(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path, "node-a")
     run(store, 1, lambda tx: tx.put_agent("gone", ("c",)))
-    results, delta = store.run_batch(
+    results = store.run_batch(
         [lambda tx: tx.delete_agent("gone"), lambda tx: tx.delete_agent("gone")], 2
     )
     assert results == [True, False]
-    assert delta == -1
-    assert run(store, 3, lambda tx: tx.list_agents("c", None, 10)) == [[]]
+    assert run(store, 3, Tx.own_agents) == [[]]
+    store.close()
+    assert by_capability(path, "c") == []
 
 
 def test_a_failing_request_rolls_back_the_whole_batch(store: Store) -> None:
@@ -107,7 +117,7 @@ def test_a_failing_request_rolls_back_the_whole_batch(store: Store) -> None:
 
     with pytest.raises(RuntimeError):
         store.run_batch([lambda tx: tx.put_agent("half", ("c",)), explode], 1)
-    assert run(store, 2, lambda tx: tx.get_agent("half")) == [None]
+    assert run(store, 2, Tx.own_agents) == [[]]
 
 
 def test_correlations_expire_before_and_after_reaping(store: Store) -> None:
@@ -138,7 +148,26 @@ def test_data_survives_reopen(tmp_path: Path) -> None:
     run(first, 1, lambda tx: tx.put_agent("kept", ("c",)))
     first.close()
     again = Store(path, "n")
-    assert run(again, 2, Tx.count_agents) == [1]
+    (own,) = run(again, 2, Tx.own_agents)
+    assert [a.id for a in own] == ["kept"]
+
+
+def test_the_replica_of_other_nodes_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    first = Store(path, "a")
+    records = (
+        AgentRecord("b", "x", 7, ("chat",), 1000),
+        AgentRecord("b", "y", 8, (), 1001, deleted=True),
+        AgentRecord("c", "z", 3, (), 1002),
+    )
+    heads = ((Head("b", 8), 2), (Head("c", 3), 0))
+    run(first, 1, lambda tx: tx.save_replica(records, (), heads))
+    run(first, 2, lambda tx: tx.save_replica((), (("b", "x"),), ((Head("b", 9), 2),), ("c",)))
+    first.close()
+    again = Store(path, "a")
+    ((kept, owners),) = run(again, 3, Tx.load_replica)
+    assert kept == [records[1]]
+    assert owners == [(Head("b", 9), 2)]
 
 
 def test_a_path_with_url_characters_is_taken_literally(tmp_path: Path) -> None:

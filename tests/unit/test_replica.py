@@ -1,0 +1,163 @@
+"""The pure registry replica: merge rules, deltas, limits, expiry, reads."""
+
+from __future__ import annotations
+
+from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+from caxton_actors.registry.replica import ACTIVE, UNREACHABLE, Limits, Replica
+
+SOURCE = ("10.0.0.2", 7946)
+
+
+def _sync(to: Replica, source: Replica, now: float = 0.0) -> None:
+    """``to`` hears ``source``'s heads and takes the answer to its pull."""
+    to.hear(source.heads(), SOURCE)
+    for _, pull in to.pulls(now):
+        to.merge(source.answer(pull))
+
+
+def test_a_pull_brings_only_what_changed_since_the_askers_head() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    for i in range(50):
+        a.register(f"x{i}", ("c",), 1.0)
+    _sync(b, a)
+    assert b.count() == 50
+    assert b.digest() == a.digest()
+    a.register("x1", ("d",), 2.0)
+    a.deregister("x2", 2.0)
+    b.hear(a.heads(), SOURCE)
+    [(source, pull)] = b.pulls(3.0)
+    assert source == SOURCE
+    update = a.answer(pull)
+    assert {r.agent_id for r in update.records} == {"x1", "x2"}
+    assert not update.complete
+    b.merge(update)
+    assert b.digest() == a.digest()
+    assert b.count() == 49
+    assert b.head("a") == a.head("a")
+
+
+def test_an_in_flight_pull_is_not_repeated_until_it_times_out() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    a.register("x", (), 1.0)
+    b.hear(a.heads(), SOURCE)
+    assert len(b.pulls(1.0)) == 1
+    b.hear(a.heads(), SOURCE)
+    assert b.pulls(1.5) == []
+    assert len(b.pulls(10.0)) == 1  # no answer came: ask again
+
+
+def test_records_a_node_may_not_accept_are_dropped_and_counted() -> None:
+    b = Replica("b", 60, Limits(max_id_length=8, max_capabilities=2, max_agents_per_node=1))
+    update = AgentUpdate(
+        (
+            AgentRecord("b", "forged", 5, (), 0),  # about b's own agents, not from b
+            AgentRecord("a", "far-future", 99, (), 0),  # beyond the head it came with
+            AgentRecord("a", "much-too-long-id", 3, (), 0),
+            AgentRecord("a", "caps", 3, ("1", "2", "3"), 0),
+            AgentRecord("a", "ok", 3, (), 0),
+            AgentRecord("a", "one-more", 4, (), 0),  # a's second agent: over the limit
+        ),
+        (Head("a", 10),),
+    )
+    merged = b.merge(update)
+    assert [r.agent_id for r in merged.stored] == ["ok"]
+    assert merged.dropped == {
+        "not_owner": 1,
+        "beyond_head": 1,
+        "bad_id": 1,
+        "too_many_capabilities": 1,
+        "over_limit": 1,
+    }
+    assert b.own("forged") is None
+
+
+def test_the_newest_claim_wins_reads_and_the_capability_index() -> None:
+    a, b, c = Replica("a", 60), Replica("b", 60), Replica("c", 60)
+    a.register("x", ("old",), 1.0)
+    b.register("x", ("new",), 2.0)  # moved to b later
+    _sync(c, a)
+    _sync(c, b)
+    found = c.get("x")
+    assert found is not None
+    assert (found.owner, found.capabilities) == ("b", ("new",))
+    assert c.page("old", None, 10, local=False) == []
+    assert [r.owner for r in c.page("new", None, 10, local=False)] == ["b"]
+    b.deregister("x", 3.0)
+    _sync(c, b)
+    back = c.get("x")
+    assert back is not None
+    assert back.owner == "a"
+    assert [r.agent_id for r in c.page("old", None, 10, local=False)] == ["x"]
+
+
+def test_pages_follow_id_order_and_local_scope() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    for i in range(0, 10, 2):
+        a.register(f"id{i}", ("k",), 1.0)
+    for i in range(1, 10, 2):
+        b.register(f"id{i}", ("k",), 1.0)
+    _sync(a, b)
+    first = a.page("k", None, 4, local=False)
+    assert [r.agent_id for r in first] == ["id0", "id1", "id2", "id3"]
+    rest = a.page("k", first[-1].agent_id, 100, local=False)
+    assert [r.agent_id for r in rest] == ["id4", "id5", "id6", "id7", "id8", "id9"]
+    assert [r.agent_id for r in a.page(None, None, 100, local=True)] == [
+        f"id{i}" for i in range(0, 10, 2)
+    ]
+
+
+def test_a_dead_owners_agents_are_unreachable_then_expire() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    a.register("x", (), 1.0)
+    _sync(b, a)
+    b.member_changed("a", up=False, route="10.0.0.1:8080", now=100.0)
+    record = b.get("x")
+    assert record is not None
+    assert b.status(record) == UNREACHABLE
+    assert b.unreachable_count() == 1
+    assert b.expire(150.0).gone == ()
+    assert b.expire(161.0).gone == ("a",)
+    assert b.get("x") is None
+    assert b.head("a") == 0  # forgotten whole: its return brings everything again
+    b.member_changed("a", up=True, route=None, now=200.0)
+    _sync(b, a, now=200.0)
+    back = b.get("x")
+    assert back is not None
+    assert b.status(back) == ACTIVE
+
+
+def test_a_reaped_tombstone_makes_late_peers_take_the_whole_set() -> None:
+    a, b = Replica("a", 10), Replica("b", 10)
+    a.register("keep", (), 1.0)
+    a.register("drop", (), 1.0)
+    _sync(b, a)
+    a.deregister("drop", 2.0)
+    a.expire(20.0)  # the tombstone is gone before b heard of it
+    b.hear(a.heads(), SOURCE)
+    [(_, pull)] = b.pulls(21.0)
+    update = a.answer(pull)
+    assert update.complete == ("a",)
+    b.merge(update)
+    assert b.get("drop") is None
+    assert b.digest() == a.digest()
+
+
+def test_a_restarted_owner_replaces_what_peers_hold_of_its_past() -> None:
+    old, peer = Replica("a", 60), Replica("b", 60)
+    old.restart((), 1.0)
+    old.register("ghost", (), 1.0)
+    _sync(peer, old)
+    new = Replica("a", 60)  # an empty disk
+    new.restart([("fresh", ("c",))], 5.0)
+    _sync(peer, new, now=5.0)
+    assert peer.get("ghost") is None
+    assert peer.get("fresh") is not None
+
+
+def test_hearing_a_later_self_jumps_past_it() -> None:
+    a = Replica("a", 60)
+    a.hear([Head("a", 10**12)], SOURCE)
+    assert a.head("a") > 10**12
+    assert a.take_news() == [Head("a", a.head("a"))]
+    assert a.pulls(0.0) == []
+    assert a.answer(RegistryPull((Head("a", 5),))).complete == ("a",)
