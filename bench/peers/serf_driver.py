@@ -29,7 +29,7 @@ _STATUS = {"alive": ALIVE, "failed": FAILED, "leaving": LEAVING, "left": LEFT}
 class SerfRPC:
     """One handshaken connection to an agent's RPC port (IPC protocol version 1)."""
 
-    def __init__(self, port: int, timeout: float = 2.0) -> None:
+    def __init__(self, port: int, timeout: float | None = 2.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
@@ -64,6 +64,16 @@ class SerfRPC:
         if header.get("Error"):
             raise RuntimeError(f"serf {command}: {header['Error']}")
         return msgpack_lite.unpack(self._read) if reply_body else None
+
+    def read_header(self) -> Any:
+        """The next header of a ``stream``: one per event that arrives."""
+        header = msgpack_lite.unpack(self._read)
+        if header.get("Error"):
+            raise RuntimeError(f"serf stream: {header['Error']}")
+        return header
+
+    def read_body(self) -> Any:
+        return msgpack_lite.unpack(self._read)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

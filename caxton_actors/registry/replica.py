@@ -126,10 +126,11 @@ class Replica:
         """Start this node's life: its agents as its file kept them, announced afresh.
 
         The floor covers everything before now, so each peer gets this node's whole
-        set once and drops whatever else it holds of its past (see above).
+        set once and drops whatever else it holds of its past (see above). A node
+        with no agents has no head to spread, until a peer tells it of its past.
         """
         mine = self._owners[self.name]
-        mine.head = mine.floor = max(mine.head, int(now * 1000))
+        mine.floor = max(mine.head, int(now * 1000))
         for agent_id, capabilities in own:
             self.register(agent_id, capabilities, now)
 
