@@ -46,8 +46,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _start(driver: CaxtonDriver | SerfDriver, n: int) -> None:
-    for i in range(n):
-        driver.start(i, [0] if i else [])
+    driver.start(0, [])
+    wait_for(driver, [0], lambda view: True, timeout=30)  # serf gives up on a seed not up
+    for i in range(1, n):
+        driver.start(i, [0])
     names = [driver.node_name(i) for i in range(n)]
     reached = wait_for(driver, range(n), all_alive(names), timeout=60)
     if len(reached) < n:

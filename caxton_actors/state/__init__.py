@@ -1,0 +1,1 @@
+"""Agent state in business-provided storage: the state tool contract, its backends, MCP."""
