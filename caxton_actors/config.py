@@ -13,12 +13,13 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias, TypeVar
 
 import yaml
 
+from caxton_actors.state.contract import StateError, ToolSpec, parse_tool_spec
 from caxton_actors.swim.timing import PRESETS
 
 ENV_PREFIX = "CAXTON_"
@@ -92,6 +93,8 @@ class Config:
     drain_timeout: float = 5.0  # seconds shutdown waits for HTTP requests in flight
     log_level: str = "INFO"
     registry_max_agents: int = 100_000  # agents this node may own (the cluster holds more)
+    state_tools: Mapping[str, ToolSpec] = field(default_factory=dict)  # by name
+    state_timeout: float = 5.0  # seconds a state tool call may take
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,8 @@ SETTINGS: tuple[Setting, ...] = (
         "--registry-max-agents",
         "agents this node may own",
     ),
+    Setting("state_tools", None, None, "named state tools: {name: {type, config}}"),
+    Setting("state_timeout", None, None, "how long a state tool call may take"),
     Setting("gossip.enabled", "CAXTON_GOSSIP_ENABLED", "--gossip-enabled", "true or false"),
     Setting("gossip.bind_address", "CAXTON_GOSSIP_BIND", "--gossip-bind", "gossip host:port"),
     Setting("gossip.seed_nodes", "CAXTON_GOSSIP_SEEDS", "--gossip-seeds", "host:port,host:port"),
@@ -283,6 +288,8 @@ def _build(raw: _Raw) -> Config:
         registry_max_agents=get(
             "registry.max_agents_per_node", _max_agents, base.registry_max_agents
         ),
+        state_tools=get("state_tools", _state_tools, base.state_tools),
+        state_timeout=get("state_timeout", parse_duration, base.state_timeout),
     )
 
 
@@ -365,6 +372,26 @@ def _max_agents(value: object, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000_000:
         raise ConfigError(key, value, "must be a whole number from 1 to 10000000")
     return value
+
+
+def _state_tools(value: object, key: str) -> dict[str, ToolSpec]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, "must be a mapping of names to {type, config}")
+    tools = {}
+    for name, spec in value.items():
+        where = f"{key}.{name}"
+        _tool_name(name, where)
+        try:
+            tools[name] = parse_tool_spec(spec)
+        except StateError as exc:
+            raise ConfigError(where, spec, str(exc)) from None
+    return tools
+
+
+_tool_name = _matching(
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+    "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+)
 
 
 def _log_level(value: object, key: str) -> str:

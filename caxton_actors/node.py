@@ -31,6 +31,7 @@ from caxton_actors.http.resources import Actors
 from caxton_actors.registry.replica import LIMITS
 from caxton_actors.registry.schema import SchemaError
 from caxton_actors.runtime.lag import LoopLagMonitor
+from caxton_actors.state.service import StateService
 from caxton_actors.swim.messages import HTTP_META_KEY
 from caxton_actors.swim.timing import PRESETS
 from caxton_actors.wire.seeds import keep_resolving
@@ -66,6 +67,7 @@ class Node:
         )
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
         self._seeds: gevent.Greenlet[..., None] | None = None
+        self._state: StateService | None = None
 
     def start(self) -> None:
         """Start every actor; on failure stop those already running and raise StartError."""
@@ -101,7 +103,10 @@ class Node:
             membership, detector = self._start_gossip(registry, f"{http_host}:{http_port}")
         else:
             self.stats.gauge(metrics.GOSSIP_PEERS, 0)
-        actors = Actors(registry, membership, detector, tuple(self._refs.items()), ASK_TIMEOUT)
+        self._state = StateService(config.state_tools, config.state_timeout, self.stats)
+        actors = Actors(
+            registry, membership, detector, tuple(self._refs.items()), ASK_TIMEOUT, self._state
+        )
         app = create_app(actors, self.stats)
         self._refs["http"] = HttpActor.start(app, listener, config.drain_timeout)
         if membership is not None:
@@ -151,6 +156,8 @@ class Node:
             gevent.sleep(LEAVE_ROUNDS * interval)
         for name in reversed(list(self._refs)):
             self._refs.pop(name).stop(block=True)
+        if self._state is not None:
+            self._state.close()  # after HTTP has drained: no call is in flight
         log.info("node %s stopped", self.config.node_name)
 
     def run_until_signalled(self) -> None:

@@ -58,9 +58,11 @@ class RegistryRequest(ABC):
 class PutAgent(RegistryRequest):
     agent_id: str
     capabilities: tuple[str, ...]
+    state_tool: str | None = None
+    """JSON: the name of a configured state tool, or a {type, config}; None: stateless."""
 
     def apply(self, tx: Tx) -> Written:
-        return tx.put_agent(self.agent_id, self.capabilities)
+        return tx.put_agent(self.agent_id, self.capabilities, self.state_tool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,19 @@ class ListAgents:
 
 
 @dataclass(frozen=True, slots=True)
+class GetStateTool:
+    """For an agent registered on this node: its state tool binding (None: stateless)."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateBinding:
+    registered_here: bool
+    tool: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class RegistryDigest:
     pass
 
@@ -269,12 +284,14 @@ class RegistryActor(GeventActor):
         self._worker = gevent.threadpool.ThreadPool(1)
         try:
             self._store: Store = self._worker.apply(Store, (path, node_id))
-            own, (records, heads) = self._worker.apply(
-                self._store.run_batch, ([Tx.own_agents, Tx.load_replica], _now_ms())
+            own, (records, heads), tools = self._worker.apply(
+                self._store.run_batch,
+                ([Tx.own_agents, Tx.load_replica, Tx.state_tools], _now_ms()),
             )
         except BaseException:
             self._worker.kill()
             raise
+        self._state_tools: dict[str, str] = tools
         self._replica = Replica(node_id, ttl, limits)
         self._replica.load(records, heads)
         self._replica.restart(((a.id, a.capabilities) for a in own), time.time())
@@ -308,6 +325,9 @@ class RegistryActor(GeventActor):
                 return None if record is None else self._agent(record)
             case ListAgents(capability=capability, after=after, limit=limit, local=local):
                 return [self._agent(r) for r in replica.page(capability, after, limit, local)]
+            case GetStateTool(agent_id=agent_id):
+                here = replica.own(agent_id) is not None
+                return StateBinding(here, self._state_tools.get(agent_id))
             case RegistryDigest():
                 return DigestView(
                     replica.count(), replica.unreachable_count(), replica.digest(), replica.heads()
@@ -366,8 +386,13 @@ class RegistryActor(GeventActor):
             if isinstance(request, PutAgent):
                 record = self._replica.register(request.agent_id, request.capabilities, now)
                 results[i] = Written(self._agent(record), result.created)
+                if request.state_tool is None:
+                    self._state_tools.pop(request.agent_id, None)
+                else:
+                    self._state_tools[request.agent_id] = request.state_tool
             elif isinstance(request, DeleteAgent) and result:
                 self._replica.deregister(request.agent_id, now)
+                self._state_tools.pop(request.agent_id, None)
         self._gossip(now)
         self._gauges()
         answers = iter(results)

@@ -66,6 +66,8 @@ def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App[Any, Any]
     app.add_route("/agents", r.AgentList(actors))
     app.add_route("/agents/{agent_id}", r.AgentItem(actors))
     app.add_route("/agents/{agent_id}/route", r.AgentRoute(actors))
+    app.add_route("/agents/{agent_id}/state", r.AgentStateList(actors))
+    app.add_route("/agents/{agent_id}/state/{key:path}", r.AgentStateItem(actors))
     app.add_route("/registry/digest", r.RegistryDigestResource(actors))
     app.add_route("/conversations", r.ConversationList(actors))
     app.add_route("/conversations/{conversation_id}", r.ConversationItem(actors))

@@ -24,8 +24,16 @@ json_handler = falcon.media.JSONHandler(dumps=dumps, loads=ujson.loads)
 
 def read_json_object(req: falcon.Request) -> dict[str, Any]:
     """The request body as a JSON object, or the 4xx that says why not."""
-    if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
-        raise _too_large()
+    body = read_json(req, MAX_BODY_BYTES)
+    if not isinstance(body, dict):
+        raise falcon.HTTPBadRequest(description="the body must be a JSON object")
+    return body
+
+
+def read_json(req: falcon.Request, limit: int) -> Any:
+    """The request body as any JSON value of at most ``limit`` bytes, or the 4xx saying why."""
+    if req.content_length is not None and req.content_length > limit:
+        raise _too_large(limit)
     content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
     if content_type != falcon.MEDIA_JSON:
         raise falcon.HTTPUnsupportedMediaType(
@@ -33,19 +41,16 @@ def read_json_object(req: falcon.Request) -> dict[str, Any]:
         )
     # A chunked upload has no Content-Length: read the server's decoded stream instead.
     stream = req.bounded_stream if req.content_length is not None else req.stream
-    raw = stream.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise _too_large()
+    raw = stream.read(limit + 1)
+    if len(raw) > limit:
+        raise _too_large(limit)
     if not raw.strip():
-        raise falcon.HTTPBadRequest(description="the request body is empty; send a JSON object")
+        raise falcon.HTTPBadRequest(description="the request body is empty; send JSON")
     try:
-        body = ujson.loads(raw)
+        return ujson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise falcon.HTTPBadRequest(description=f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise falcon.HTTPBadRequest(description="the body must be a JSON object")
-    return body
 
 
-def _too_large() -> falcon.HTTPContentTooLarge:
-    return falcon.HTTPContentTooLarge(description=f"the body is larger than {MAX_BODY_BYTES} bytes")
+def _too_large(limit: int) -> falcon.HTTPContentTooLarge:
+    return falcon.HTTPContentTooLarge(description=f"the body is larger than {limit} bytes")

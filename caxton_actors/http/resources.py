@@ -39,6 +39,7 @@ from caxton_actors.actors.registry import (
     GetAgent,
     GetConversation,
     GetCorrelation,
+    GetStateTool,
     ListAgents,
     PutAgent,
     RegistryDigest,
@@ -50,6 +51,8 @@ from caxton_actors.http import media
 from caxton_actors.http.media import read_json_object
 from caxton_actors.registry.replica import LIMITS
 from caxton_actors.runtime.actor import Ping
+from caxton_actors.state.contract import MAX_VALUE_BYTES, StateError
+from caxton_actors.state.service import StateService
 from caxton_actors.swim.messages import HTTP_META_KEY
 from caxton_actors.wire.seeds import resolve as seeds_resolve
 
@@ -76,6 +79,7 @@ class Actors:
     detector: pykka.ActorRef[Any] | None
     all: tuple[tuple[str, pykka.ActorRef[Any]], ...]
     timeout: float
+    state: StateService
 
 
 def _ask(ref: pykka.ActorRef[Any], message: object, name: str, timeout: float) -> Any:
@@ -343,11 +347,17 @@ class AgentItem(Resource):
     def on_put(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
         valid_id(agent_id, "agent id")
         body = read_json_object(req)
-        _known_fields(body, {"capabilities"})
+        _known_fields(body, {"capabilities", "state_tool"})
         capabilities = _id_list(
             _required(body, "capabilities"), "capabilities", MAX_CAPABILITIES, min_items=0
         )
-        written = self.registry(PutAgent(agent_id, capabilities))
+        binding = None
+        if body.get("state_tool") is not None:
+            try:
+                binding = self.actors.state.binding(body["state_tool"])
+            except StateError as exc:
+                raise falcon.HTTPBadRequest(description=f"state_tool: {exc}") from None
+        written = self.registry(PutAgent(agent_id, capabilities, binding))
         if isinstance(written, RegistryFull):
             raise falcon.HTTPConflict(
                 description=f"this node already owns its limit of {written.limit} agents; "
@@ -383,6 +393,70 @@ class AgentRoute(Resource):
             "route": agent.route,
             "status": agent.status,
         }
+
+
+_STATE_STATUS = {
+    "bad_key": falcon.HTTPBadRequest,
+    "bad_value": falcon.HTTPBadRequest,
+    "unavailable": falcon.HTTPBadGateway,
+    "backend": falcon.HTTPBadGateway,
+    "timeout": falcon.HTTPGatewayTimeout,
+}
+
+
+class _StateResource(Resource):
+    def state(self, agent_id: str, operation: str, *args: Any) -> Any:
+        """Call the agent's state tool; the agent must live here and have one."""
+        binding = self.registry(GetStateTool(valid_id(agent_id, "agent id")))
+        if not binding.registered_here:
+            elsewhere = self.registry(GetAgent(agent_id))
+            if elsewhere is None:
+                raise _not_found("agent", agent_id)
+            raise falcon.HTTPConflict(
+                description=f"agent {agent_id!r} is registered on node {elsewhere.node_id!r}; "
+                f"its state is served there ({elsewhere.route})"
+            )
+        if binding.tool is None:
+            raise falcon.HTTPConflict(
+                description=f"agent {agent_id!r} is stateless: it was registered without a "
+                "state_tool"
+            )
+        try:
+            return self.actors.state.call(binding.tool, operation, agent_id, *args)
+        except StateError as exc:
+            raise _STATE_STATUS[exc.kind](description=str(exc)) from None
+
+
+class AgentStateItem(_StateResource):
+    """One key of an agent's state; the body of a PUT is the value, any JSON."""
+
+    name = "agent_state"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str, key: str) -> None:
+        found, value = self.state(agent_id, "retrieve", key)
+        if not found:
+            raise falcon.HTTPNotFound(description=f"agent {agent_id!r} has no state at {key!r}")
+        resp.media = value
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, agent_id: str, key: str) -> None:
+        value = media.read_json(req, MAX_VALUE_BYTES)
+        self.state(agent_id, "store", key, value)
+        resp.status = falcon.HTTP_204
+
+    def on_delete(
+        self, req: falcon.Request, resp: falcon.Response, agent_id: str, key: str
+    ) -> None:
+        if not self.state(agent_id, "delete", key):
+            raise falcon.HTTPNotFound(description=f"agent {agent_id!r} has no state at {key!r}")
+        resp.status = falcon.HTTP_204
+
+
+class AgentStateList(_StateResource):
+    name = "agent_state_keys"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
+        prefix = req.get_param("prefix", default="")
+        resp.media = {"keys": self.state(agent_id, "list", prefix)}
 
 
 class RegistryDigestResource(Resource):

@@ -83,6 +83,17 @@ registry_owners = sa.Table(
 """How far this node knows each other owner: see ``registry/replica.py``."""
 
 
+agent_state_tools = sa.Table(
+    "agent_state_tools",
+    metadata,
+    sa.Column(
+        "agent_id", sa.Text, sa.ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("tool", sa.Text, nullable=False),
+)
+"""The state tool each of this node's agents uses: a configured name, or {type, config}."""
+
+
 class SchemaError(Exception):
     """The file's schema is one this code cannot use."""
 
@@ -111,9 +122,14 @@ def _v2_replicated_registry(conn: sa.Connection) -> None:
     registry_owners.create(conn)
 
 
+def _v3_agent_state_tools(conn: sa.Connection) -> None:
+    agent_state_tools.create(conn)
+
+
 MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v1_seed_tables_and_capability_index,
     _v2_replicated_registry,
+    _v3_agent_state_tools,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import sqlite
 from caxton_actors.registry.records import AgentRecord, Head
 from caxton_actors.registry.schema import (
     agent_capabilities,
+    agent_state_tools,
     agents,
     conversations,
     migrate,
@@ -109,6 +110,8 @@ _INSERT_AGENT = sqlite.insert(agents).on_conflict_do_nothing(index_elements=["id
 _UPDATE_AGENT = sa.update(agents).where(agents.c.id == sa.bindparam("agent"))
 _DELETE_AGENT = sa.delete(agents).where(agents.c.id == _ID)
 _INSERT_CAPABILITY = sa.insert(agent_capabilities)
+_INSERT_STATE_TOOL = sa.insert(agent_state_tools)
+_DELETE_STATE_TOOL = sa.delete(agent_state_tools).where(agent_state_tools.c.agent_id == _ID)
 _DELETE_CAPABILITIES = sa.delete(agent_capabilities).where(agent_capabilities.c.agent_id == _ID)
 
 
@@ -134,7 +137,10 @@ class Tx:
 
     # agents
 
-    def put_agent(self, agent_id: str, capabilities: tuple[str, ...]) -> Written:
+    def put_agent(
+        self, agent_id: str, capabilities: tuple[str, ...], state_tool: str | None = None
+    ) -> Written:
+        """Register or update; ``state_tool`` (JSON of a name or a spec) replaces the old one."""
         row = {
             "id": agent_id,
             "node_id": self.node_id,
@@ -151,14 +157,23 @@ class Tx:
             self.conn.execute(
                 _INSERT_CAPABILITY, [{"agent_id": agent_id, "capability": c} for c in capabilities]
             )
+        self.conn.execute(_DELETE_STATE_TOOL, {"id": agent_id})
+        if state_tool is not None:
+            self.conn.execute(_INSERT_STATE_TOOL, {"agent_id": agent_id, "tool": state_tool})
         return Written(Agent(agent_id, self.node_id, capabilities, self.now, "active"), created)
 
     def delete_agent(self, agent_id: str) -> bool:
         self.conn.execute(_DELETE_CAPABILITIES, {"id": agent_id})
+        self.conn.execute(_DELETE_STATE_TOOL, {"id": agent_id})
         return self.conn.execute(_DELETE_AGENT, {"id": agent_id}).rowcount > 0
 
     def own_agents(self) -> list[Agent]:
         return [_agent(row) for row in self.conn.execute(sa.select(agents)).all()]
+
+    def state_tools(self) -> dict[str, str]:
+        """Agent id to its state tool binding, for the agents that have one."""
+        rows = self.conn.execute(sa.select(agent_state_tools)).all()
+        return {row.agent_id: row.tool for row in rows}
 
     def save_replica(
         self,

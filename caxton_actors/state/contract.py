@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import ujson
@@ -24,8 +25,36 @@ MAX_VALUE_BYTES = 1024 * 1024
 MAX_BATCH = 100
 _SEGMENT = re.compile(r"[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,127}")
 
+TOOL_TYPES = ("filesystem", "redis", "postgres", "s3", "mcp")
+
 Json = Any
 """A value that ``ujson`` round-trips: dict, list, str, int, float, bool or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A state tool as configured: its type and that type's settings."""
+
+    type: str
+    config: str
+    """The settings as canonical JSON text (sorted keys): hashable, and the cache key."""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = ujson.loads(self.config)
+        return settings
+
+
+def parse_tool_spec(value: object) -> ToolSpec:
+    """``{"type": ..., "config": {...}}``, or a StateError ("bad_value") saying what is wrong."""
+    if not isinstance(value, Mapping) or set(value) - {"type", "config"}:
+        raise StateError("bad_value", 'a state tool is {"type": ..., "config": {...}}')
+    kind, config = value.get("type"), value.get("config", {})
+    if kind not in TOOL_TYPES:
+        raise StateError("bad_value", f"state tool type must be one of {', '.join(TOOL_TYPES)}")
+    if not isinstance(config, Mapping):
+        raise StateError("bad_value", "a state tool's config must be a mapping")
+    return ToolSpec(kind, ujson.dumps(config, sort_keys=True))
 
 
 class StateError(Exception):
@@ -89,6 +118,24 @@ class Backend(Protocol):
     def keys(self, prefix: str) -> list[str]:
         """Every key starting with ``prefix``, sorted."""
         ...
+
+    def close(self) -> None: ...
+
+
+class Tool(Protocol):
+    """What a node calls on an agent's state tool, whatever serves it."""
+
+    def store(self, agent_id: str, key: str, value: Json) -> None: ...
+
+    def retrieve(self, agent_id: str, key: str) -> tuple[bool, Json]: ...
+
+    def delete(self, agent_id: str, key: str) -> bool: ...
+
+    def list(self, agent_id: str, prefix: str = "") -> list[str]: ...
+
+    def store_batch(self, agent_id: str, items: Mapping[str, Json]) -> None: ...
+
+    def retrieve_batch(self, agent_id: str, keys: Sequence[str]) -> dict[str, Json]: ...
 
     def close(self) -> None: ...
 

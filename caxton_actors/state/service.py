@@ -1,0 +1,95 @@
+"""State tool calls for the HTTP facade: off the hub, with a deadline, counted per type.
+
+Every client here blocks (redis-py, psycopg, boto3, the MCP client's thread), so each
+call runs on a worker thread of a gevent pool, and the greenlet that asked waits at most
+``timeout``: a slow store gives a 504 and leaves the hub free. Tools are opened on first
+use, on a worker thread too (opening one connects), and kept.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import gevent
+import gevent.threadpool
+import ujson
+
+from caxton_actors import metrics
+from caxton_actors.state.contract import StateError, StateTool, Tool, ToolSpec, parse_tool_spec
+
+POOL_THREADS = 16
+
+
+def open_tool(spec: ToolSpec, timeout: float) -> Tool:
+    """The tool a spec names: a backend behind the contract, or an MCP server."""
+    if spec.type == "mcp":
+        from caxton_actors.state.mcp_client import McpStateTool  # noqa: PLC0415 - an extra
+
+        return McpStateTool(spec.settings, timeout)
+    from caxton_actors.state.backends import open_backend  # noqa: PLC0415
+
+    # The client gives up a second after the caller has: the deadline answers, not the client.
+    return StateTool(open_backend(spec.type, spec.settings, timeout + 1.0))
+
+
+class StateService:
+    def __init__(
+        self, named: Mapping[str, ToolSpec], timeout: float, stats: metrics.Metrics
+    ) -> None:
+        self.named = named
+        self.timeout = timeout
+        self._stats = stats
+        self._pool = gevent.threadpool.ThreadPool(POOL_THREADS)
+        self._tools: dict[ToolSpec, Tool] = {}
+        self._opening = threading.Lock()
+
+    def binding(self, value: object) -> str:
+        """A registration's ``state_tool`` checked and made canonical, for the registry."""
+        if isinstance(value, str):
+            if value not in self.named:
+                known = ", ".join(sorted(self.named)) or "none"
+                raise StateError("bad_value", f"no state tool named {value!r}; configured: {known}")
+            return ujson.dumps(value)
+        spec = parse_tool_spec(value)
+        return ujson.dumps({"type": spec.type, "config": spec.settings}, sort_keys=True)
+
+    def call(self, binding: str, operation: str, *args: Any) -> Any:
+        """Run ``operation`` on the agent's tool; a StateError says what went wrong."""
+        found = ujson.loads(binding)
+        spec = self.named.get(found) if isinstance(found, str) else parse_tool_spec(found)
+        if spec is None:
+            raise StateError("unavailable", f"the state tool {found!r} is no longer configured")
+        started = time.perf_counter()
+        self._stats.incr(f"{metrics.STATE_CALLS}.{spec.type}")
+        try:
+            return self._pool.spawn(self._run, spec, operation, args).get(timeout=self.timeout)
+        except gevent.Timeout:
+            self._stats.incr(f"{metrics.STATE_ERRORS}.{spec.type}.timeout")
+            raise StateError(
+                "timeout", f"the {spec.type} state tool did not answer within {self.timeout:g}s"
+            ) from None
+        except StateError as exc:
+            self._stats.incr(f"{metrics.STATE_ERRORS}.{spec.type}.{exc.kind}")
+            raise
+        except Exception as exc:  # noqa: BLE001 - any client's failure is the store's
+            self._stats.incr(f"{metrics.STATE_ERRORS}.{spec.type}.backend")
+            raise StateError("backend", f"the {spec.type} state tool failed: {exc}") from None
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            self._stats.timing(f"{metrics.STATE_CALL_TIME}.{spec.type}", elapsed_ms)
+
+    def _run(self, spec: ToolSpec, operation: str, args: tuple[Any, ...]) -> Any:
+        """On a worker thread."""
+        with self._opening:
+            tool = self._tools.get(spec)
+            if tool is None:
+                tool = self._tools[spec] = open_tool(spec, self.timeout)
+        return getattr(tool, operation)(*args)
+
+    def close(self) -> None:
+        for tool in self._tools.values():
+            tool.close()
+        self._pool.kill()
