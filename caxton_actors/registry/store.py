@@ -153,11 +153,11 @@ class Tx:
             updated = {"agent": agent_id, **{k: v for k, v in row.items() if k != "id"}}
             self.conn.execute(_UPDATE_AGENT, updated)
             self.conn.execute(_DELETE_CAPABILITIES, {"id": agent_id})
+            self.conn.execute(_DELETE_STATE_TOOL, {"id": agent_id})
         if capabilities:
             self.conn.execute(
                 _INSERT_CAPABILITY, [{"agent_id": agent_id, "capability": c} for c in capabilities]
             )
-        self.conn.execute(_DELETE_STATE_TOOL, {"id": agent_id})
         if state_tool is not None:
             self.conn.execute(_INSERT_STATE_TOOL, {"agent_id": agent_id, "tool": state_tool})
         return Written(Agent(agent_id, self.node_id, capabilities, self.now, "active"), created)
