@@ -36,10 +36,12 @@ from caxton_actors.actors.registry import (
     RegistryActor,
 )
 from caxton_actors.metrics import REGISTRY_BATCH_SIZE, REGISTRY_COMMIT_TIME
+from caxton_actors.registry.replica import Limits
 from caxton_actors.runtime.lag import LoopLagMonitor
 
 from .common import percentile, table, us
 
+UNLIMITED = Limits(max_agents_per_node=10**9)  # (c) writes past 100,000 agents
 CAPABILITIES = 100
 PAGE = 100
 FILL_CHUNK = 2048  # asks in flight while filling: the actor commits them 512 at a time
@@ -124,7 +126,7 @@ def fill(ref: Ref, ids: range) -> None:
 def bench_writes(path: Path, total: int, clients: int) -> None:
     """``total`` writes from ``clients`` greenlets, then fewer from 8 and from 1."""
     stats = Recorder()
-    ref = RegistryActor.start(path, "bench", 3600.0, 60.0, stats)
+    ref = RegistryActor.start(path, "bench", 3600.0, 60.0, stats, UNLIMITED)
     rows: list[list[object]] = []
     next_id = 0
     try:
@@ -190,7 +192,7 @@ def lookup_rows(ref: Ref, agents: int, lookups: int, rng: random.Random) -> list
 def bench_lookups(path: Path, lookups: int, lag_seconds: float, clients: int) -> None:
     rng = random.Random(17)
     stats = Recorder()
-    ref = RegistryActor.start(path, "bench", 3600.0, 60.0, stats)
+    ref = RegistryActor.start(path, "bench", 3600.0, 60.0, stats, UNLIMITED)
     rows: list[list[object]] = []
     try:
         started = time.perf_counter()

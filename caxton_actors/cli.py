@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -10,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from caxton_actors import __version__, client
-from caxton_actors.config import SETTINGS, ConfigError, load_config
+from caxton_actors.config import SETTINGS, ConfigError, load_config, parse_address
+from caxton_actors.state.contract import TOOL_TYPES
 
 DEFAULT_HTTP = "127.0.0.1:8080"
 CLIENT_COMMANDS = {
@@ -57,11 +59,49 @@ def _parser() -> argparse.ArgumentParser:
         if name == "agents":
             client.add_argument("--capability", metavar="NAME", help="only agents with it")
             client.add_argument("--local", action="store_true", help="only this node's agents")
+    tool = commands.add_parser("state-tool", help="the state tools as an MCP server")
+    serve = tool.add_subparsers(dest="action", required=True).add_parser(
+        "serve",
+        help="serve a backend's state tools over MCP (stdio, or streamable HTTP at /mcp)",
+        description="Serve store, retrieve, delete, list, store_batch and retrieve_batch "
+        "over MCP, on one backend.",
+    )
+    serve.add_argument("--backend", required=True, choices=[t for t in TOOL_TYPES if t != "mcp"])
+    serve.add_argument(
+        "--backend-config",
+        default="{}",
+        metavar="JSON",
+        help='the backend\'s settings, e.g. \'{"root": "state"}\' or \'{"url": "redis://..."}\'',
+    )
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--bind", default="127.0.0.1:8765", metavar="HOST:PORT", help="for http")
     return parser
+
+
+def _serve_state_tool(args: argparse.Namespace) -> int:
+    try:
+        settings = json.loads(args.backend_config)
+        if not isinstance(settings, dict):
+            raise ValueError("not a JSON object")
+        bind = parse_address(args.bind, "--bind")
+    except (ValueError, ConfigError) as exc:
+        print(f"caxton-actors state-tool: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    from caxton_actors.state.contract import StateError  # noqa: PLC0415
+    from caxton_actors.state.mcp_server import serve  # noqa: PLC0415 - the mcp extra
+
+    try:
+        serve(args.backend, settings, args.transport, bind.host, bind.port)
+    except StateError as exc:
+        print(f"caxton-actors state-tool: {exc}", file=sys.stderr)
+        return EXIT_START
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "state-tool":
+        return _serve_state_tool(args)
     if args.command != "run":
         return client.run(
             args.command,

@@ -26,6 +26,8 @@ MAX_BATCH = 100
 _SEGMENT = re.compile(r"[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,127}")
 
 TOOL_TYPES = ("filesystem", "redis", "postgres", "s3", "mcp")
+TOOL_KINDS = ("bad_key", "bad_value", "unavailable", "backend", "timeout")
+"""The kinds of ``StateError``, in the order of the docstring below."""
 
 Json = Any
 """A value that ``ujson`` round-trips: dict, list, str, int, float, bool or None."""
