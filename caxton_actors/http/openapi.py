@@ -22,6 +22,7 @@ from caxton_actors.http.resources import (
     MAX_SEEDS,
     MAX_TTL_SECONDS,
 )
+from caxton_actors.state.contract import TOOL_TYPES
 
 Json = dict[str, Any]
 
@@ -52,6 +53,14 @@ _BAD_BODY: Json = {
     "503": _error("An actor did not answer in time"),
 }
 _UNAVAILABLE: Json = {"503": _error("An actor did not answer in time")}
+_STATE_ERRORS: Json = {
+    "400": _error("A bad key or value"),
+    "404": _error("No such agent, or no value at the key"),
+    "409": _error("The agent is stateless, or lives on another node"),
+    "502": _error("The state tool failed or cannot be used"),
+    "504": _error("The state tool did not answer in time (state_timeout)"),
+    **_UNAVAILABLE,
+}
 
 SCHEMAS: Json = {
     "Error": {
@@ -220,7 +229,23 @@ PATHS: Json = {
                                     "type": "array",
                                     "items": _ID,
                                     "maxItems": MAX_CAPABILITIES,
-                                }
+                                },
+                                "state_tool": {
+                                    "description": "the name of a configured state tool, or "
+                                    '{"type": ..., "config": {...}}; absent or null: stateless',
+                                    "oneOf": [
+                                        {"type": "string"},
+                                        {
+                                            "type": "object",
+                                            "required": ["type"],
+                                            "properties": {
+                                                "type": {"enum": list(TOOL_TYPES)},
+                                                "config": {"type": "object"},
+                                            },
+                                        },
+                                        {"type": "null"},
+                                    ],
+                                },
                             },
                         }
                     }
@@ -266,6 +291,65 @@ PATHS: Json = {
                 "404": _error("No such agent"),
                 **_UNAVAILABLE,
             },
+        },
+    },
+    "/agents/{agent_id}/state": {
+        "parameters": [_path_id("agent_id")],
+        "get": {
+            "summary": "The keys of an agent's state, sorted; the agent must live on this node",
+            "parameters": [
+                {
+                    "name": "prefix",
+                    "in": "query",
+                    "description": "only keys that start with it",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["keys"],
+                        "properties": {"keys": {"type": "array", "items": {"type": "string"}}},
+                    },
+                    "The keys",
+                ),
+                **_STATE_ERRORS,
+            },
+        },
+    },
+    "/agents/{agent_id}/state/{key}": {
+        "parameters": [
+            _path_id("agent_id"),
+            {
+                "name": "key",
+                "in": "path",
+                "required": True,
+                "description": "segments joined by /, each 1 to 128 of letters, digits, ._:@- "
+                "(not starting with .), at most 512 in all",
+                "schema": {"type": "string"},
+            },
+        ],
+        "get": {
+            "summary": "The JSON value at the agent's key, from its state tool",
+            "responses": {"200": _json({}, "The value"), **_STATE_ERRORS},
+        },
+        "put": {
+            "summary": "Store a JSON value (the whole body, at most 1 MiB) at the agent's key",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {}}},
+            },
+            "responses": {
+                "204": {"description": "Stored"},
+                "413": _error("The value is larger than 1 MiB"),
+                "415": _error("Not application/json"),
+                **_STATE_ERRORS,
+            },
+        },
+        "delete": {
+            "summary": "Delete the agent's key",
+            "responses": {"204": {"description": "Deleted"}, **_STATE_ERRORS},
         },
     },
     "/registry/digest": {

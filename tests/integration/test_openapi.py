@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import falcon.inspect
 import pykka
 
@@ -9,17 +11,20 @@ from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
 from caxton_actors.metrics import NullMetrics
 from caxton_actors.runtime.actor import GeventActor
+from caxton_actors.state.service import StateService
 from tests.integration.conftest import NodeProcess
 
 IMPLICIT = {"OPTIONS"}  # Falcon answers OPTIONS on every route by itself
+CONVERTER = re.compile(r":\w+}")  # Falcon's {key:path} is OpenAPI's {key}
 
 
 def _real_routes() -> dict[str, set[str]]:
     ref = GeventActor.start()
     try:
-        app = create_app(Actors(ref, None, None, (), 1.0), NullMetrics())
+        state = StateService({}, 1.0, NullMetrics())
+        app = create_app(Actors(ref, None, None, (), 1.0, state), NullMetrics())
         return {
-            route.path: {
+            CONVERTER.sub("}", route.path): {
                 m.method for m in route.methods if not m.internal and m.method not in IMPLICIT
             }
             for route in falcon.inspect.inspect_routes(app)

@@ -23,6 +23,7 @@ from caxton_actors.http.resources import Actors
 from caxton_actors.metrics import NullMetrics
 from caxton_actors.runtime.actor import GeventActor
 from caxton_actors.runtime.lag import LoopLagMonitor
+from caxton_actors.state.service import StateService
 
 
 class Stuck(GeventActor):
@@ -82,7 +83,7 @@ def _client(
     registry: pykka.ActorRef[Any], **others: pykka.ActorRef[Any]
 ) -> falcon.testing.TestClient:
     refs = (("registry", registry), *others.items())
-    actors = Actors(registry, None, None, refs, timeout=0.1)
+    actors = Actors(registry, None, None, refs, 0.1, StateService({}, 0.1, NullMetrics()))
     return falcon.testing.TestClient(create_app(actors, NullMetrics()))
 
 
