@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from caxton_actors.config import (
     ENV_PREFIX,
@@ -405,3 +406,29 @@ def test_multi_node_example_loads() -> None:
     assert config.gossip.bind_address == Address("0.0.0.0", 7946)
     assert config.gossip.seed_nodes == (Address("caxton-1", 7946), Address("caxton-2", 7946))
     assert (config.gossip.gossip_interval, config.gossip.failure_detection_timeout) == (1.0, 60.0)
+
+
+def test_state_tools_example_loads() -> None:
+    config = load_config(CONF / "state-tools.yaml", {}, {})
+    assert {name: spec.type for name, spec in config.state_tools.items()} == {
+        "redis-main": "redis",
+        "postgres-main": "postgres",
+        "redis-over-mcp": "mcp",
+    }
+    assert config.state_tools["redis-main"].settings["url"] == "redis://127.0.0.1:6379/0"
+    assert config.state_timeout == 5.0
+
+
+@pytest.mark.parametrize(
+    ("tools", "words"),
+    [
+        ([1, 2], "state_tools = [1, 2]: must be a mapping"),
+        ({"bad name": {"type": "redis"}}, "state_tools.bad name"),
+        ({"t": {"type": "floppy"}}, "state_tools.t = {'type': 'floppy'}: state tool type must be"),
+        ({"t": {"type": "redis", "config": "x"}}, "config must be a mapping"),
+    ],
+)
+def test_bad_state_tools_name_the_key(tmp_path: Path, tools: object, words: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"caxton_config": {"state_tools": tools}}))
+    assert words in str(error_of(path, {}, {}))
