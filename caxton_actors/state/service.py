@@ -54,6 +54,12 @@ class StateService:
                 raise StateError("bad_value", f"no state tool named {value!r}; configured: {known}")
             return ujson.dumps(value)
         spec = parse_tool_spec(value)
+        if spec.type == "mcp" and "command" in spec.settings:
+            # A command would run on this node at any HTTP client's word: only the operator
+            # may name one, in state_tools.
+            raise StateError(
+                "bad_value", "an inline mcp tool gives a url; name a configured tool to launch one"
+            )
         return ujson.dumps({"type": spec.type, "config": spec.settings}, sort_keys=True)
 
     def call(self, binding: str, operation: str, *args: Any) -> Any:

@@ -115,6 +115,13 @@ def test_stateless_and_unknown_agents_are_told_so(node: NodeProcess) -> None:
         "PUT", "/agents/x", {"capabilities": [], "state_tool": {"type": "floppy"}}
     )
     assert inline.status == 400
+    launches = node.request(
+        "PUT",
+        "/agents/x",
+        {"capabilities": [], "state_tool": {"type": "mcp", "config": {"command": ["sh"]}}},
+    )
+    assert launches.status == 400
+    assert "name a configured tool to launch one" in launches.json["description"]
     assert node.request("GET", "/agents/x").status == 404  # nothing was registered
 
 
