@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,11 @@ def test_an_unknown_or_incomplete_tool_is_refused() -> None:
         open_backend("floppy", {}, 1.0)
     with pytest.raises(StateError, match="needs url"):
         open_backend("redis", {}, 1.0)
+
+
+def test_a_missing_client_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if redis-py were not installed
+    with pytest.raises(StateError) as caught:
+        open_backend("redis", {"url": "redis://127.0.0.1:6379/0"}, 1.0)
+    assert caught.value.kind == "unavailable"
+    assert "pip install 'caxton-actors[redis]'" in str(caught.value)
