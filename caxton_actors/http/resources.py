@@ -436,7 +436,8 @@ class AgentStateItem(_StateResource):
         found, value = self.state(agent_id, "retrieve", key)
         if not found:
             raise falcon.HTTPNotFound(description=f"agent {agent_id!r} has no state at {key!r}")
-        resp.media = value
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = media.dumps(value)  # not resp.media: a stored null is a value too
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, agent_id: str, key: str) -> None:
         value = media.read_json(req, MAX_VALUE_BYTES)

@@ -89,10 +89,12 @@ class StateService:
 
     def _run(self, spec: ToolSpec, operation: str, args: tuple[Any, ...]) -> Any:
         """On a worker thread."""
-        with self._opening:
-            tool = self._tools.get(spec)
-            if tool is None:
-                tool = self._tools[spec] = open_tool(spec, self.timeout)
+        tool = self._tools.get(spec)
+        if tool is None:
+            with self._opening:  # held only while a tool opens, not for calls on open ones
+                tool = self._tools.get(spec)
+                if tool is None:
+                    tool = self._tools[spec] = open_tool(spec, self.timeout)
         return getattr(tool, operation)(*args)
 
     def close(self) -> None:

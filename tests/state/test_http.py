@@ -16,6 +16,7 @@ from tests.integration.conftest import NodeProcess, start_node
 from tests.state.conftest import POSTGRES_URL, REDIS_URL
 
 TIMEOUT = 1.5
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,10 @@ def test_an_agent_stores_reads_lists_and_deletes_its_state(node: NodeProcess, to
     assert node.request("PUT", f"{base}/checkpoints/{agent}/latest", {"step": 7}).status == 204
     assert node.request("PUT", f"{base}/checkpoints/{agent}/v1", [1, "two"]).status == 204
     assert node.request("PUT", f"{base}/conversations/c1/messages/0", "hi").status == 204
+    assert node.request("PUT", f"{base}/empty", raw=b"null", headers=JSON).status == 204
+    empty = node.request("GET", f"{base}/empty")
+    assert (empty.status, empty.raw) == (200, b"null")
+    assert node.request("DELETE", f"{base}/empty").status == 204
     assert node.request("GET", f"{base}/checkpoints/{agent}/latest").json == {"step": 7}
     assert node.request("GET", f"{base}/checkpoints/{agent}/v1").json == [1, "two"]
     listed = node.request("GET", f"{base}?prefix=checkpoints/").json
