@@ -33,6 +33,8 @@ Source = tuple[str, int]
 
 # Seconds before a pull that got no answer may be asked again (of whoever told us since).
 PULL_TIMEOUT = 2.0
+# Most records one answer carries: a delta past it is sent in parts, oldest changes first.
+MAX_ANSWER_RECORDS = 20_000
 
 ACTIVE = "active"
 UNREACHABLE = "unreachable"
@@ -165,7 +167,12 @@ class Replica:
         for head in heads:
             if head.name == self.name:
                 self._heard_of_self(head.version)
-            elif head.version > max(self.head(head.name), self._heard.get(head.name, (0,))[0]):
+            elif (
+                head.version > self.head(head.name)
+                and head.version >= self._heard.get(head.name, (0,))[0]
+            ):
+                # The latest teller of the highest head: if the first one died, a retry
+                # goes to one still talking.
                 self._heard[head.name] = (head.version, source)
 
     def pulls(self, now: float) -> list[tuple[Source, RegistryPull]]:
@@ -188,12 +195,19 @@ class Replica:
             owner = self._owners.get(theirs.name)
             if owner is None or owner.head <= theirs.version:
                 continue
-            heads.append(Head(theirs.name, owner.head))
             if theirs.version < owner.floor:
                 complete.append(theirs.name)
                 records += (r for r in owner.records.values() if not r.deleted)
-            else:
-                records += (r for r in owner.records.values() if r.version > theirs.version)
+                heads.append(Head(theirs.name, owner.head))
+                continue
+            changed = sorted(
+                (r for r in owner.records.values() if r.version > theirs.version),
+                key=lambda r: r.version,
+            )[: max(0, MAX_ANSWER_RECORDS - len(records))]
+            if changed:  # the oldest changes first; the asker's head stops at the last sent
+                last = owner.head if len(changed) < MAX_ANSWER_RECORDS else changed[-1].version
+                records += changed
+                heads.append(Head(theirs.name, last))
         return AgentUpdate(tuple(records), tuple(heads), tuple(complete))
 
     def merge(self, update: AgentUpdate) -> Merged:
@@ -201,8 +215,14 @@ class Replica:
         dropped: Counter[str] = Counter()
         stored: list[AgentRecord] = []
         forgotten: list[tuple[str, str]] = []
-        heads = {h.name: h.version for h in update.heads}
+        # An answer no newer than what we know (a late reply to a repeated pull) brings
+        # nothing, and its complete set would take us back: skip its owners.
+        heads = {h.name: h.version for h in update.heads if h.version > self.head(h.name)}
+        for name in {h.name for h in update.heads} - set(heads):
+            self._pulling.pop(name, None)
         for record in update.records:
+            if record.owner not in heads and record.owner != self.name:
+                continue
             reason = self._refusal(record, heads)
             if reason:
                 dropped[reason] += 1
@@ -244,12 +264,7 @@ class Replica:
             return "bad_id"
         if len(record.capabilities) > limits.max_capabilities:
             return "too_many_capabilities"
-        owner = self._owners.get(record.owner)
-        held = owner.records.get(record.agent_id) if owner is not None else None
-        adds = not record.deleted and (held is None or held.deleted)
-        if adds and owner is not None and owner.live >= limits.max_agents_per_node:
-            return "over_limit"
-        return ""
+        return ""  # the owner enforces its own agent limit: ours may differ from its
 
     def _heard_of_self(self, version: int) -> None:
         """Someone knows a later version of this node than it does: a past life of it.
@@ -319,7 +334,11 @@ class Replica:
         self, capability: str | None, after: str | None, limit: int, local: bool
     ) -> list[AgentRecord]:
         """Agents in id order after ``after``; ``local``: this node's own only."""
-        ids = self._ids if capability is None else self._by_capability.get(capability, [])
+        if local and capability is not None:  # the index follows the newest claims only
+            own = self._owners[self.name].records.values()
+            ids = sorted(r.agent_id for r in own if capability in r.capabilities and not r.deleted)
+        else:
+            ids = self._ids if capability is None else self._by_capability.get(capability, [])
         start = 0 if after is None else bisect.bisect_right(ids, after)
         page: list[AgentRecord] = []
         for agent_id in ids[start:]:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
-from caxton_actors.registry.replica import ACTIVE, UNREACHABLE, Limits, Replica
+from caxton_actors.registry.replica import (
+    ACTIVE,
+    MAX_ANSWER_RECORDS,
+    UNREACHABLE,
+    Limits,
+    Replica,
+)
 
 SOURCE = ("10.0.0.2", 7946)
 
@@ -55,20 +61,67 @@ def test_records_a_node_may_not_accept_are_dropped_and_counted() -> None:
             AgentRecord("a", "much-too-long-id", 3, (), 0),
             AgentRecord("a", "caps", 3, ("1", "2", "3"), 0),
             AgentRecord("a", "ok", 3, (), 0),
-            AgentRecord("a", "one-more", 4, (), 0),  # a's second agent: over the limit
+            AgentRecord("a", "two", 4, (), 0),  # b's own agent limit is not a's
         ),
         (Head("a", 10),),
     )
     merged = b.merge(update)
-    assert [r.agent_id for r in merged.stored] == ["ok"]
+    assert [r.agent_id for r in merged.stored] == ["ok", "two"]
     assert merged.dropped == {
         "not_owner": 1,
         "beyond_head": 1,
         "bad_id": 1,
         "too_many_capabilities": 1,
-        "over_limit": 1,
     }
     assert b.own("forged") is None
+
+
+def test_a_late_answer_never_takes_a_node_back() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    a.restart((), 1.0)
+    a.register("x", ("v1",), 2.0)
+    b.hear(a.heads(), SOURCE)
+    [(_, first_pull)] = b.pulls(3.0)
+    old_answer = a.answer(first_pull)  # in flight for a long time
+    a.register("x", ("v2",), 4.0)
+    a.deregister("gone", 4.0)
+    b.hear(a.heads(), SOURCE)
+    [(_, second_pull)] = b.pulls(10.0)  # the first timed out
+    b.merge(a.answer(second_pull))
+    b.merge(old_answer)  # the first answer finally lands
+    record = b.get("x")
+    assert record is not None
+    assert record.capabilities == ("v2",)
+    assert b.digest() == a.digest()
+
+
+def test_a_large_delta_comes_in_parts_oldest_first() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    a.register("seed", (), 1.0)
+    _sync(b, a)
+    for i in range(MAX_ANSWER_RECORDS + 5):
+        a.register(f"x{i}", (), 2.0)
+    b.hear(a.heads(), SOURCE)
+    [(_, pull)] = b.pulls(3.0)
+    first = a.answer(pull)
+    assert len(first.records) == MAX_ANSWER_RECORDS
+    b.merge(first)
+    assert b.head("a") < a.head("a")
+    [(_, rest)] = b.pulls(3.5)  # still behind what it heard: it asks for the rest
+    b.merge(a.answer(rest))
+    assert b.digest() == a.digest()
+
+
+def test_a_retry_goes_to_whoever_still_tells_the_head() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    a.register("x", (), 1.0)
+    dead, alive = ("10.0.0.9", 7946), ("10.0.0.3", 7946)
+    b.hear(a.heads(), dead)
+    [(asked, _)] = b.pulls(1.0)
+    assert asked == dead  # and it never answers
+    b.hear(a.heads(), alive)
+    [(asked, _)] = b.pulls(10.0)
+    assert asked == alive
 
 
 def test_the_newest_claim_wins_reads_and_the_capability_index() -> None:
@@ -161,3 +214,12 @@ def test_hearing_a_later_self_jumps_past_it() -> None:
     assert a.take_news() == [Head("a", a.head("a"))]
     assert a.pulls(0.0) == []
     assert a.answer(RegistryPull((Head("a", 5),))).complete == ("a",)
+
+
+def test_a_local_listing_by_capability_shows_own_agents_that_moved_elsewhere() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    a.register("x", ("mine",), 1.0)
+    b.register("x", ("theirs",), 2.0)  # the newest claim is b's
+    _sync(a, b)
+    assert [r.owner for r in a.page("mine", None, 10, local=False)] == []
+    assert [(r.owner, r.agent_id) for r in a.page("mine", None, 10, local=True)] == [("a", "x")]
