@@ -76,9 +76,11 @@ class SaveReplica(RegistryRequest):
     forgotten: tuple[tuple[str, str], ...]
     heads: tuple[tuple[Head, int], ...]
     gone: tuple[str, ...]
+    whole: bool = False
+    """Replace everything stored of other owners: after a save failed."""
 
     def apply(self, tx: Tx) -> None:
-        tx.save_replica(self.stored, self.forgotten, self.heads, self.gone)
+        tx.save_replica(self.stored, self.forgotten, self.heads, self.gone, self.whole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +302,7 @@ class RegistryActor(GeventActor):
         self._replica.restart(((a.id, a.capabilities) for a in own), time.time())
         self._membership: pykka.ActorRef[Any] | None = None
         self._frozen_at = -FREEZE_GROWTH
+        self._resave = False
         self._freeze_if_grown()
         self._reaper: gevent.Greenlet[[], None] | None = None
         self._gauges()
@@ -354,6 +357,10 @@ class RegistryActor(GeventActor):
             case Housekeeping():
                 expired = replica.expire(now)
                 self._save((), expired.forgotten, set(), expired.gone)
+                if self._resave:
+                    self._resave = False
+                    records, floors = replica.others()
+                    self.actor_ref.tell(SaveReplica(records, (), floors, (), whole=True))
                 reply = self._batch(ReapCorrelations())
             case _:
                 return super().on_receive(message)
@@ -371,6 +378,12 @@ class RegistryActor(GeventActor):
             for envelope in followers:
                 if envelope.reply_to is not None:
                     envelope.reply_to.set_exception()
+            if any(isinstance(r, SaveReplica) for r in requests):
+                # What gossip brought is lost from the file: write all of it next time.
+                self._resave = True
+            if isinstance(message, SaveReplica):  # our own tell: nobody to answer, stay up
+                log.exception("saving the registry replica failed; will save it whole")
+                return None
             raise
         for envelope, result in zip(followers, results[1:], strict=True):
             if envelope.reply_to is not None:

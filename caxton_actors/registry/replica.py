@@ -155,6 +155,12 @@ class Replica:
             if (owner := self._owners.get(name)) is not None
         ]
 
+    def others(self) -> tuple[tuple[AgentRecord, ...], tuple[tuple[Head, int], ...]]:
+        """Every other owner's records, heads and floors: all there is to store."""
+        others = [(name, o) for name, o in self._owners.items() if name != self.name]
+        records = tuple(r for _, owner in others for r in owner.records.values())
+        return records, tuple((Head(name, o.head), o.floor) for name, o in others)
+
     def heads(self) -> tuple[Head, ...]:
         return tuple(Head(name, owner.head) for name, owner in self._owners.items() if owner.head)
 

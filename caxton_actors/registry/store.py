@@ -181,8 +181,15 @@ class Tx:
         forgotten: Sequence[tuple[str, str]],
         heads: Sequence[tuple[Head, int]],
         gone: Sequence[str] = (),
+        whole: bool = False,
     ) -> None:
-        """Other owners' records and heads (with floors), as the replica now holds them."""
+        """Other owners' records and heads (with floors), as the replica now holds them.
+
+        ``whole``: these are all of them; what else the file holds goes.
+        """
+        if whole:
+            self.conn.execute(sa.delete(registry_entries))
+            self.conn.execute(sa.delete(registry_owners))
         for owner in gone:
             self.conn.execute(sa.delete(registry_entries).where(registry_entries.c.owner == owner))
             self.conn.execute(sa.delete(registry_owners).where(registry_owners.c.owner == owner))
