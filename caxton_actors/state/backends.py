@@ -141,7 +141,12 @@ class PostgresBackend:
             url,
             pool_size=4,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": max(1, int(timeout))},
+            connect_args={
+                "connect_timeout": max(1, int(timeout)),
+                # A locked row or a slow query gives up too, freeing the calling thread.
+                "options": f"-c statement_timeout={int(timeout * 1000)}"
+                f" -c lock_timeout={int(timeout * 1000)}",
+            },
         )
         self._table = sa.Table(
             table,
@@ -221,8 +226,10 @@ class S3Backend:
     def delete(self, key: str) -> bool:
         try:
             self._client.head_object(Bucket=self._bucket, Key=key)
-        except self._client.exceptions.ClientError:
-            return False
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise  # denied, throttled: a failure, not a missing key
         self._client.delete_object(Bucket=self._bucket, Key=key)
         return True
 

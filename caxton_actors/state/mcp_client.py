@@ -34,7 +34,10 @@ def _target(settings: Mapping[str, Any]) -> StdioServerParameters | str:
 
 
 class McpStateTool:
+    """A session that reopens itself: if the server went away, the next call starts anew."""
+
     def __init__(self, settings: Mapping[str, Any], timeout: float) -> None:
+        self._target = _target(settings)
         self._timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-client")
@@ -42,28 +45,38 @@ class McpStateTool:
         self._thread.start()
         self._client: Client | None = None
         self._stop: asyncio.Event | None = None
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._session = asyncio.run_coroutine_threadsafe(
-            self._hold(_target(settings), ready), self._loop
-        )
+        self._session: concurrent.futures.Future[None] | None = None
+        self._opening = threading.Lock()
         try:
-            ready.result(timeout)
-        except concurrent.futures.TimeoutError:
+            self._open()
+        except StateError:
             self.close()
-            raise StateError(
-                "timeout", f"the MCP server did not answer within {timeout:g}s"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - whatever stopped the session from opening
-            self.close()
-            raise StateError("unavailable", f"cannot reach the MCP server: {exc}") from None
+            raise
 
-    async def _hold(
-        self, target: StdioServerParameters | str, ready: concurrent.futures.Future[None]
-    ) -> None:
+    def _open(self) -> Client:
+        """The open session, opening one if there is none (under ``_opening``)."""
+        with self._opening:
+            client = self._client
+            if client is not None:
+                return client
+            ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._session = asyncio.run_coroutine_threadsafe(self._hold(ready), self._loop)
+            try:
+                ready.result(self._timeout)
+            except concurrent.futures.TimeoutError:
+                raise StateError(
+                    "timeout", f"the MCP server did not answer within {self._timeout:g}s"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - whatever stopped the session opening
+                raise StateError("unavailable", f"cannot reach the MCP server: {exc}") from None
+            assert self._client is not None
+            return self._client
+
+    async def _hold(self, ready: concurrent.futures.Future[None]) -> None:
         """The one task that opens the session, keeps it, and closes it (anyio insists)."""
         self._stop = asyncio.Event()
         try:
-            async with Client(target, read_timeout_seconds=self._timeout) as client:
+            async with Client(self._target, read_timeout_seconds=self._timeout) as client:
                 self._client = client
                 ready.set_result(None)
                 await self._stop.wait()
@@ -71,17 +84,20 @@ class McpStateTool:
             if not ready.done():
                 ready.set_exception(exc)
             raise
+        finally:
+            self._client = None  # the server went away, or we closed: the next call reopens
 
     def _call(self, name: str, arguments: dict[str, Any]) -> Any:
-        client = self._client
-        if client is None:
-            raise StateError("unavailable", "the MCP session is closed")
+        client = self._open()
         future = asyncio.run_coroutine_threadsafe(client.call_tool(name, arguments), self._loop)
         try:
             result = future.result(self._timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise StateError("timeout", f"the MCP tool {name} did not answer in time") from None
+        except Exception as exc:  # noqa: BLE001 - the session broke (the server died, say)
+            self._end_session()  # the next call opens a new one
+            raise StateError("backend", f"the MCP session failed: {exc}") from None
         if result.is_error:
             text = " ".join(getattr(c, "text", "") for c in result.content).strip()
             said = _KIND.search(text)  # "Error executing tool store: bad_key: key ..."
@@ -114,11 +130,15 @@ class McpStateTool:
         found = values.get("values")
         return dict(found) if isinstance(found, dict) else {}
 
-    def close(self) -> None:
-        stop = self._stop
-        if stop is not None:
+    def _end_session(self) -> None:
+        stop, session = self._stop, self._session
+        if stop is not None and session is not None:
             self._loop.call_soon_threadsafe(stop.set)
             with contextlib.suppress(Exception):  # closing: how the session ended is not news
-                self._session.result(self._timeout)
+                session.result(self._timeout)
+        self._client = None
+
+    def close(self) -> None:
+        self._end_session()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(self._timeout)

@@ -2,14 +2,17 @@
 
 Every client here blocks (redis-py, psycopg, boto3, the MCP client's thread), so each
 call runs on a worker thread of a gevent pool, and the greenlet that asked waits at most
-``timeout``: a slow store gives a 504 and leaves the hub free. Tools are opened on first
-use, on a worker thread too (opening one connects), and kept.
+``timeout``: a slow store gives a 504 and leaves the hub free. A call that timed out may
+still complete on its thread: a 504 on a write does not say it did not happen. One tool
+holds at most ``CALLS_PER_TOOL`` threads, so a hung store cannot starve the others.
+Tools are opened on first use, on a worker thread too (opening one connects), and kept.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +23,9 @@ import ujson
 from caxton_actors import metrics
 from caxton_actors.state.contract import StateError, StateTool, Tool, ToolSpec, parse_tool_spec
 
-POOL_THREADS = 16
+POOL_THREADS = 32
+# Calls one tool may have on threads at once: a store that hangs holds at most these.
+CALLS_PER_TOOL = 8
 
 
 def open_tool(spec: ToolSpec, timeout: float) -> Tool:
@@ -44,6 +49,8 @@ class StateService:
         self._stats = stats
         self._pool = gevent.threadpool.ThreadPool(POOL_THREADS)
         self._tools: dict[ToolSpec, Tool] = {}
+        self._busy: Counter[ToolSpec] = Counter()
+        """Calls whose thread has not finished, per tool, timed out ones included."""
         self._opening = threading.Lock()
 
     def binding(self, value: object) -> str:
@@ -70,8 +77,18 @@ class StateService:
             raise StateError("unavailable", f"the state tool {found!r} is no longer configured")
         started = time.perf_counter()
         self._stats.incr(f"{metrics.STATE_CALLS}.{spec.type}")
+        if self._busy[spec] >= CALLS_PER_TOOL:  # a stuck store may not take every thread
+            self._stats.incr(f"{metrics.STATE_ERRORS}.{spec.type}.busy")
+            raise StateError(
+                "timeout",
+                f"the {spec.type} state tool has {CALLS_PER_TOOL} calls that have "
+                "not finished; try again later",
+            )
+        self._busy[spec] += 1
+        running = self._pool.spawn(self._run, spec, operation, args)
+        running.rawlink(lambda _: self._done(spec))  # when the thread ends, not the wait
         try:
-            return self._pool.spawn(self._run, spec, operation, args).get(timeout=self.timeout)
+            return running.get(timeout=self.timeout)
         except gevent.Timeout:
             self._stats.incr(f"{metrics.STATE_ERRORS}.{spec.type}.timeout")
             raise StateError(
@@ -86,6 +103,9 @@ class StateService:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             self._stats.timing(f"{metrics.STATE_CALL_TIME}.{spec.type}", elapsed_ms)
+
+    def _done(self, spec: ToolSpec) -> None:
+        self._busy[spec] -= 1
 
     def _run(self, spec: ToolSpec, operation: str, args: tuple[Any, ...]) -> Any:
         """On a worker thread."""
