@@ -184,3 +184,23 @@ def test_state_files_stay_inside_the_root(node: NodeProcess, tmp_path: Path) -> 
     assert node.request("PUT", "/agents/tidy/state/deep/er/key", {"a": 1}).status == 204
     root = Path(node.db_path).parent / "files"
     assert (root / "agent:tidy" / "deep" / "er" / "key.json").is_file()
+
+
+def test_a_hung_store_holds_only_its_own_threads(node: NodeProcess) -> None:
+    _register(node, "stuck", "hangs")
+    _register(node, "free", "files")
+    statuses: list[int] = []
+
+    def call() -> None:
+        statuses.append(node.request("GET", "/agents/stuck/state/k").status)
+
+    callers = [threading.Thread(target=call) for _ in range(12)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert node.request("PUT", "/agents/free/state/k", 1).status == 204
+    assert time.monotonic() - started < 1.0  # another tool is not starved
+    for caller in callers:
+        caller.join(timeout=15)
+    assert statuses.count(504) == 12  # 8 waited out the deadline, 4 were refused at once
