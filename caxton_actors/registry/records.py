@@ -46,11 +46,11 @@ class RegistryPull:
 class AgentUpdate:
     """The records an asker lacks, and the heads they bring it up to.
 
-    For an owner in ``complete``, ``records`` are all of its live agents: the
-    sender no longer holds every tombstone the asker may need, so the asker
-    drops whatever else it holds of that owner up to the head.
+    ``live`` names, for an owner the asker was too far behind on, the ids of all that
+    owner's live agents: the sender no longer holds every tombstone the asker may need,
+    so the asker drops whatever else it holds of that owner up to the head.
     """
 
     records: tuple[AgentRecord, ...]
     heads: tuple[Head, ...]
-    complete: tuple[str, ...] = ()
+    live: tuple[tuple[str, tuple[str, ...]], ...] = ()

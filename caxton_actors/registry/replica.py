@@ -193,28 +193,39 @@ class Replica:
         return [(source, RegistryPull(tuple(heads))) for source, heads in asks.items()]
 
     def answer(self, pull: RegistryPull) -> AgentUpdate:
-        """What the asker lacks of each owner it named."""
+        """What the asker lacks of each owner it named, oldest changes first.
+
+        At most ``MAX_ANSWER_RECORDS`` records: where an owner's changes are cut, its
+        head in the answer is the last version sent, and the asker asks again. An asker
+        behind the owner's floor also gets the ids of all its live agents, and drops the
+        rest: the tombstones that would have told it are gone.
+        """
         records: list[AgentRecord] = []
         heads: list[Head] = []
-        complete: list[str] = []
+        live: list[tuple[str, tuple[str, ...]]] = []
         for theirs in pull.heads:
             owner = self._owners.get(theirs.name)
-            if owner is None or owner.head <= theirs.version:
+            room = MAX_ANSWER_RECORDS - len(records)
+            if owner is None or owner.head <= theirs.version or room <= 0:
                 continue
-            if theirs.version < owner.floor:
-                complete.append(theirs.name)
-                records += (r for r in owner.records.values() if not r.deleted)
-                heads.append(Head(theirs.name, owner.head))
-                continue
-            changed = sorted(
-                (r for r in owner.records.values() if r.version > theirs.version),
+            complete = theirs.version < owner.floor
+            pending = sorted(
+                (
+                    r
+                    for r in owner.records.values()
+                    if r.version > theirs.version and not (complete and r.deleted)
+                ),
                 key=lambda r: r.version,
-            )[: max(0, MAX_ANSWER_RECORDS - len(records))]
-            if changed:  # the oldest changes first; the asker's head stops at the last sent
-                last = owner.head if len(changed) < MAX_ANSWER_RECORDS else changed[-1].version
-                records += changed
-                heads.append(Head(theirs.name, last))
-        return AgentUpdate(tuple(records), tuple(heads), tuple(complete))
+            )
+            sent = pending[:room]
+            records += sent
+            heads.append(
+                Head(theirs.name, owner.head if len(pending) <= room else sent[-1].version)
+            )
+            if complete:
+                ids = tuple(r.agent_id for r in owner.records.values() if not r.deleted)
+                live.append((theirs.name, ids))
+        return AgentUpdate(tuple(records), tuple(heads), tuple(live))
 
     def merge(self, update: AgentUpdate) -> Merged:
         """Take a peer's answer: its records, then its heads, which are now ours."""
@@ -222,7 +233,7 @@ class Replica:
         stored: list[AgentRecord] = []
         forgotten: list[tuple[str, str]] = []
         # An answer no newer than what we know (a late reply to a repeated pull) brings
-        # nothing, and its complete set would take us back: skip its owners.
+        # nothing, and its list of live agents would take us back: skip its owners.
         heads = {h.name: h.version for h in update.heads if h.version > self.head(h.name)}
         for name in {h.name for h in update.heads} - set(heads):
             self._pulling.pop(name, None)
@@ -235,17 +246,16 @@ class Replica:
                 continue
             owner = self._owners.setdefault(record.owner, _Owner())
             held = owner.records.get(record.agent_id)
-            newer = held is None or record.version > held.version
-            if held != record and (newer or record.owner in update.complete):
+            if held is None or record.version > held.version:
                 self._put(owner, record)
                 stored.append(record)
-        for name in update.complete:
+        for name, ids in update.live:
             replaced = self._owners.get(name)
             if replaced is None or name == self.name or name not in heads:
                 continue
-            sent = {r.agent_id for r in update.records if r.owner == name}
+            alive = set(ids)
             for agent_id, held in list(replaced.records.items()):
-                if agent_id not in sent and held.version <= heads[name]:
+                if agent_id not in alive and held.version <= heads[name]:
                     self._forget(replaced, held)
                     forgotten.append((name, agent_id))
             replaced.floor = max(replaced.floor, heads[name])

@@ -97,12 +97,13 @@ def _payload(message: Message) -> tuple[str, dict[str, Any]]:
             return "state_sync", {"m": [_record(r) for r in members], "r": reply}
         case RegistryPull(heads=heads):
             return "registry_pull", {"h": _heads(heads)}
-        case AgentUpdate(records=records, heads=heads, complete=complete):
+        case AgentUpdate(records=records, heads=heads, live=live):
             rows = [
                 [r.owner, r.agent_id, r.version, list(r.capabilities), r.changed_at, r.deleted]
                 for r in records
             ]
-            return "agent_update", {"r": rows, "h": _heads(heads), "x": list(complete)}
+            alive = {owner: list(ids) for owner, ids in live}
+            return "agent_update", {"r": rows, "h": _heads(heads), "x": alive}
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -271,13 +272,20 @@ def _parse_agent(row: Any) -> AgentRecord:
 
 
 def _parse_update(p: Mapping[str, Any]) -> AgentUpdate:
-    rows, complete = p.get("r"), p.get("x", [])
-    if not isinstance(rows, list) or not isinstance(complete, list):
+    rows, live = p.get("r"), p.get("x", {})
+    if not isinstance(rows, list) or not isinstance(live, dict):
         raise DecodeError("bad_field", "agent_update")
+    where = "agent_update.x"
+    for ids in live.values():
+        if not isinstance(ids, list):
+            raise DecodeError("bad_field", where)
     return AgentUpdate(
         tuple(_parse_agent(row) for row in rows),
         _parse_heads(p.get("h"), "agent_update.h"),
-        tuple(_name({"n": n}, "n", "agent_update.x") for n in complete),
+        tuple(
+            (_name({"n": owner}, "n", where), tuple(_agent_text(i, where) for i in ids))
+            for owner, ids in live.items()
+        ),
     )
 
 

@@ -45,7 +45,7 @@ MESSAGES: list[Message] = [
             AgentRecord("n1", "gone", 13, (), 1_764_000_000_001, deleted=True),
         ),
         (Head("n1", 13),),
-        complete=("n1",),
+        live=(("n1", ("agent:7@x", "other")),),
     ),
 ]
 HEADS = (Head("n1", 5), Head("n7", 2**40))
@@ -111,6 +111,8 @@ def _envelope(**changes: object) -> bytes:
         (_envelope(h=[["bad name", 1]]), "bad_name"),
         (_envelope(h={"n1": 1}), "bad_field"),
         (_envelope(t="registry_pull", p={"h": "all"}), "bad_field"),
+        (_envelope(t="agent_update", p={"r": [], "h": [], "x": {"n1": "all"}}), "bad_field"),
+        (_envelope(t="agent_update", p={"r": [], "h": [], "x": ["n1"]}), "bad_field"),
         (
             _envelope(t="agent_update", p={"r": [["n1", "a", 1, "cap", 0, False]], "h": []}),
             "bad_field",

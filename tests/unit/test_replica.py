@@ -35,7 +35,7 @@ def test_a_pull_brings_only_what_changed_since_the_askers_head() -> None:
     assert source == SOURCE
     update = a.answer(pull)
     assert {r.agent_id for r in update.records} == {"x1", "x2"}
-    assert not update.complete
+    assert not update.live
     b.merge(update)
     assert b.digest() == a.digest()
     assert b.count() == 49
@@ -110,6 +110,31 @@ def test_a_large_delta_comes_in_parts_oldest_first() -> None:
     [(_, rest)] = b.pulls(3.5)  # still behind what it heard: it asks for the rest
     b.merge(a.answer(rest))
     assert b.digest() == a.digest()
+
+
+def test_a_peer_far_behind_a_large_owner_catches_up_in_parts() -> None:
+    a, b = Replica("a", 60), Replica("b", 60)
+    a.register("old", (), 1.0)
+    a.register("doomed", (), 1.0)
+    _sync(b, a)
+    a.restart([], 5.0)  # b is now behind a's floor: it must drop what a no longer has
+    a.deregister("doomed", 6.0)
+    a.expire(100.0)
+    for i in range(2 * MAX_ANSWER_RECORDS + 3):
+        a.register(f"x{i}", (), 6.0)
+    parts = 0
+    while b.digest() != a.digest():
+        b.hear(a.heads(), SOURCE)
+        [(_, pull)] = b.pulls(10.0 + parts * 3)
+        update = a.answer(pull)
+        assert len(update.records) <= MAX_ANSWER_RECORDS
+        assert update.live or parts  # the first part says which agents live
+        b.merge(update)
+        parts += 1
+        assert parts < 5
+    assert parts == 3
+    assert b.get("doomed") is None
+    assert b.get("old") is not None
 
 
 def test_a_retry_goes_to_whoever_still_tells_the_head() -> None:
@@ -189,7 +214,7 @@ def test_a_reaped_tombstone_makes_late_peers_take_the_whole_set() -> None:
     b.hear(a.heads(), SOURCE)
     [(_, pull)] = b.pulls(21.0)
     update = a.answer(pull)
-    assert update.complete == ("a",)
+    assert update.live == (("a", ("keep",)),)  # what lives; nothing else to send
     b.merge(update)
     assert b.get("drop") is None
     assert b.digest() == a.digest()
@@ -213,7 +238,7 @@ def test_hearing_a_later_self_jumps_past_it() -> None:
     assert a.head("a") > 10**12
     assert a.take_news() == [Head("a", a.head("a"))]
     assert a.pulls(0.0) == []
-    assert a.answer(RegistryPull((Head("a", 5),))).complete == ("a",)
+    assert a.answer(RegistryPull((Head("a", 5),))).live == (("a", ()),)
 
 
 def test_a_local_listing_by_capability_shows_own_agents_that_moved_elsewhere() -> None:
