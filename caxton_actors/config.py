@@ -95,6 +95,7 @@ class Config:
     registry_max_agents: int = 100_000  # agents this node may own (the cluster holds more)
     state_tools: Mapping[str, ToolSpec] = field(default_factory=dict)  # by name
     state_timeout: float = 5.0  # seconds a state tool call may take
+    state_tools_inline: bool = True  # agents may bring their own {type, config}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("state_tools", None, None, "named state tools: {name: {type, config}}"),
     Setting("state_timeout", None, None, "how long a state tool call may take"),
+    Setting("state_tools_inline", None, None, "may agents bring their own {type, config}"),
     Setting("gossip.enabled", "CAXTON_GOSSIP_ENABLED", "--gossip-enabled", "true or false"),
     Setting("gossip.bind_address", "CAXTON_GOSSIP_BIND", "--gossip-bind", "gossip host:port"),
     Setting("gossip.seed_nodes", "CAXTON_GOSSIP_SEEDS", "--gossip-seeds", "host:port,host:port"),
@@ -290,6 +292,7 @@ def _build(raw: _Raw) -> Config:
         ),
         state_tools=get("state_tools", _state_tools, base.state_tools),
         state_timeout=get("state_timeout", parse_duration, base.state_timeout),
+        state_tools_inline=get("state_tools_inline", _bool, base.state_tools_inline),
     )
 
 

@@ -103,7 +103,9 @@ class Node:
             membership, detector = self._start_gossip(registry, f"{http_host}:{http_port}")
         else:
             self.stats.gauge(metrics.GOSSIP_PEERS, 0)
-        self._state = StateService(config.state_tools, config.state_timeout, self.stats)
+        self._state = StateService(
+            config.state_tools, config.state_timeout, self.stats, config.state_tools_inline
+        )
         actors = Actors(
             registry, membership, detector, tuple(self._refs.items()), ASK_TIMEOUT, self._state
         )

@@ -26,6 +26,8 @@ from caxton_actors.state.contract import StateError, StateTool, Tool, ToolSpec, 
 POOL_THREADS = 32
 # Calls one tool may have on threads at once: a store that hangs holds at most these.
 CALLS_PER_TOOL = 8
+# Inline tools (an agent's own {type, config}) kept open at once.
+MAX_INLINE_TOOLS = 16
 
 
 def open_tool(spec: ToolSpec, timeout: float) -> Tool:
@@ -42,9 +44,15 @@ def open_tool(spec: ToolSpec, timeout: float) -> Tool:
 
 class StateService:
     def __init__(
-        self, named: Mapping[str, ToolSpec], timeout: float, stats: metrics.Metrics
+        self,
+        named: Mapping[str, ToolSpec],
+        timeout: float,
+        stats: metrics.Metrics,
+        inline: bool = True,
     ) -> None:
         self.named = named
+        self.inline = inline
+        """Whether an agent may bring its own {type, config} instead of a configured name."""
         self.timeout = timeout
         self._stats = stats
         self._pool = gevent.threadpool.ThreadPool(POOL_THREADS)
@@ -52,6 +60,8 @@ class StateService:
         self._busy: Counter[ToolSpec] = Counter()
         """Calls whose thread has not finished, per tool, timed out ones included."""
         self._opening = threading.Lock()
+        self._used: dict[ToolSpec, float] = {}
+        """When each tool was last called: the least recently used inline ones are closed."""
 
     def binding(self, value: object) -> str:
         """A registration's ``state_tool`` checked and made canonical, for the registry."""
@@ -60,6 +70,11 @@ class StateService:
                 known = ", ".join(sorted(self.named)) or "none"
                 raise StateError("bad_value", f"no state tool named {value!r}; configured: {known}")
             return ujson.dumps(value)
+        if not self.inline:
+            known = ", ".join(sorted(self.named)) or "none"
+            raise StateError(
+                "bad_value", f"this node takes only configured state tools by name: {known}"
+            )
         spec = parse_tool_spec(value)
         if spec.type == "mcp" and "command" in spec.settings:
             # A command would run on this node at any HTTP client's word: only the operator
@@ -75,6 +90,9 @@ class StateService:
         spec = self.named.get(found) if isinstance(found, str) else parse_tool_spec(found)
         if spec is None:
             raise StateError("unavailable", f"the state tool {found!r} is no longer configured")
+        self._used[spec] = time.monotonic()
+        if not isinstance(found, str):
+            self._close_idle_inline(keep=spec)
         started = time.perf_counter()
         self._stats.incr(f"{metrics.STATE_CALLS}.{spec.type}")
         if self._busy[spec] >= CALLS_PER_TOOL:  # a stuck store may not take every thread
@@ -103,6 +121,17 @@ class StateService:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             self._stats.timing(f"{metrics.STATE_CALL_TIME}.{spec.type}", elapsed_ms)
+
+    def _close_idle_inline(self, keep: ToolSpec) -> None:
+        """Keep at most ``MAX_INLINE_TOOLS`` inline tools open: every distinct config an
+        HTTP client sends opens connections, which must not pile up."""
+        named = set(self.named.values())
+        inline = [s for s in list(self._tools) if s not in named and s != keep]
+        excess = len(inline) + 1 - MAX_INLINE_TOOLS
+        for spec in sorted(inline, key=lambda s: self._used.get(s, 0.0))[: max(0, excess)]:
+            if self._busy[spec] == 0:  # one in use is closed on a later call instead
+                self._pool.spawn(self._tools.pop(spec).close)
+                self._used.pop(spec, None)
 
     def _done(self, spec: ToolSpec) -> None:
         self._busy[spec] -= 1
