@@ -88,7 +88,12 @@ def _serve_state_tool(args: argparse.Namespace) -> int:
         print(f"caxton-actors state-tool: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     from caxton_actors.state.contract import StateError  # noqa: PLC0415
-    from caxton_actors.state.mcp_server import serve  # noqa: PLC0415 - the mcp extra
+
+    try:
+        from caxton_actors.state.mcp_server import serve  # noqa: PLC0415 - the mcp extra
+    except ImportError:
+        print("caxton-actors state-tool: needs pip install 'caxton-actors[mcp]'", file=sys.stderr)
+        return EXIT_START
 
     try:
         serve(args.backend, settings, args.transport, bind.host, bind.port)
