@@ -301,6 +301,8 @@ class RegistryActor(GeventActor):
         self._replica.load(records, heads)
         self._replica.restart(((a.id, a.capabilities) for a in own), time.time())
         self._membership: pykka.ActorRef[Any] | None = None
+        self._spread: tuple[Head, ...] = ()
+        """The heads membership was last given to spread."""
         self._frozen_at = -FREEZE_GROWTH
         self._resave = False
         self._freeze_if_grown()
@@ -362,10 +364,10 @@ class RegistryActor(GeventActor):
                     records, floors = replica.others()
                     self.actor_ref.tell(SaveReplica(records, (), floors, (), whole=True))
                 reply = self._batch(ReapCorrelations())
+                self._gauges()  # once a housekeeping, not once a message
             case _:
                 return super().on_receive(message)
         self._gossip(now)
-        self._gauges()
         return reply
 
     def _batch(self, message: RegistryRequest) -> Any:
@@ -413,7 +415,6 @@ class RegistryActor(GeventActor):
                 self._replica.deregister(request.agent_id, now)
                 self._state_tools.pop(request.agent_id, None)
         self._gossip(now)
-        self._gauges()
         self._freeze_if_grown()
         answers = iter(results)
         full = RegistryFull(self._limits.max_agents_per_node)
@@ -451,9 +452,10 @@ class RegistryActor(GeventActor):
         """Spread heads that rose; pull from peers that know more."""
         if self._membership is None:
             return
-        news = self._replica.take_news()
-        if news:
-            self._membership.tell(SpreadHeads(tuple(news), self._replica.heads()))
+        news, digest = self._replica.take_news(), self._replica.heads()
+        if news or digest != self._spread:  # an expired owner leaves the digest too
+            self._membership.tell(SpreadHeads(tuple(news), digest))
+            self._spread = digest
         for source, pull in self._replica.pulls(now):
             self._membership.tell(PullFrom(source, pull))
 

@@ -9,8 +9,8 @@ asker's head, so after the merge the asker's head is the peer's.
 
 An owner numbers its changes by its clock in milliseconds (or the last plus
 one), so a node restarted, even on an empty disk, numbers them past anything
-its peers still hold of its past; a restart sets the owner's floor to its head,
-so each peer gets the owner's whole set once and drops the rest of that past.
+its peers still hold of its past; a restart sets the owner's floor to its start
+time, so each peer gets the owner's live set once and drops the rest of that past.
 
 Reads pick, for each agent id, the newest claim among its owners (an agent
 re-registered on another node has moved). An owner that membership reports
@@ -57,6 +57,8 @@ class _Owner:
     """Tombstones up to this version may be gone: a peer behind it is sent everything."""
     records: dict[str, AgentRecord] = field(default_factory=dict)
     """Live records and tombstones."""
+    versions: list[tuple[int, str]] = field(default_factory=list)
+    """(version, agent id) of ``records``, sorted: a delta is a slice, not a scan."""
     live: int = 0
 
 
@@ -209,14 +211,10 @@ class Replica:
             if owner is None or owner.head <= theirs.version or room <= 0:
                 continue
             complete = theirs.version < owner.floor
-            pending = sorted(
-                (
-                    r
-                    for r in owner.records.values()
-                    if r.version > theirs.version and not (complete and r.deleted)
-                ),
-                key=lambda r: r.version,
-            )
+            start = bisect.bisect_right(owner.versions, theirs.version, key=lambda v: v[0])
+            pending = [owner.records[agent_id] for _, agent_id in owner.versions[start:]]
+            if complete:  # the list of live ids says what tombstones would have
+                pending = [r for r in pending if not r.deleted]
             sent = pending[:room]
             records += sent
             heads.append(
@@ -383,6 +381,7 @@ class Replica:
         if held is not None:
             self._forget(owner, held)
         owner.records[record.agent_id] = record
+        bisect.insort(owner.versions, (record.version, record.agent_id))
         if record.deleted:
             entry = (record.changed_at, record.owner, record.agent_id, record.version)
             heapq.heappush(self._tombstones, entry)
@@ -399,6 +398,7 @@ class Replica:
 
     def _forget(self, owner: _Owner, record: AgentRecord) -> None:
         del owner.records[record.agent_id]
+        del owner.versions[bisect.bisect_left(owner.versions, (record.version, record.agent_id))]
         if record.deleted:
             return
         owner.live -= 1

@@ -146,6 +146,7 @@ class SwimNode:
 
     def tick(self, now: float) -> list[Output]:
         self.replica.expire(now)
+        self._spread_news()
         more = bool(self.heads.news)
         return self._run(now, self.prober.tick(now) + self.members.tick(now, more))
 
