@@ -35,8 +35,9 @@ from caxton_actors.actors.registry import (
     PutAgent,
     RegistryActor,
 )
+from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.metrics import REGISTRY_BATCH_SIZE, REGISTRY_COMMIT_TIME
-from caxton_actors.registry.replica import Limits
+from caxton_actors.registry.replica import Limits, Replica
 from caxton_actors.runtime.lag import LoopLagMonitor
 
 from .common import percentile, table, us
@@ -123,10 +124,14 @@ def fill(ref: Ref, ids: range) -> None:
             future.get()
 
 
+def _stage() -> RegistryStage:
+    return RegistryStage(Replica("bench", 60.0, UNLIMITED), ("127.0.0.1", 0))
+
+
 def bench_writes(path: Path, total: int, clients: int) -> None:
     """``total`` writes from ``clients`` greenlets, then fewer from 8 and from 1."""
     stats = Recorder()
-    ref = RegistryActor.start(path, "bench", 3600.0, 60.0, stats, UNLIMITED)
+    ref = RegistryActor.start(path, _stage(), 3600.0, stats)
     rows: list[list[object]] = []
     next_id = 0
     try:
@@ -192,7 +197,7 @@ def lookup_rows(ref: Ref, agents: int, lookups: int, rng: random.Random) -> list
 def bench_lookups(path: Path, lookups: int, lag_seconds: float, clients: int) -> None:
     rng = random.Random(17)
     stats = Recorder()
-    ref = RegistryActor.start(path, "bench", 3600.0, 60.0, stats, UNLIMITED)
+    ref = RegistryActor.start(path, _stage(), 3600.0, stats)
     rows: list[list[object]] = []
     try:
         started = time.perf_counter()

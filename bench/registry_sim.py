@@ -53,7 +53,7 @@ def spread(seed: int, size: int, rate: float, seconds: float) -> list[float]:
             next_at += rng.expovariate(rate)
         cluster.run_for(CHECK)
         for agent, (at, owner) in list(pending.items()):
-            if all(cluster.node(n).replica.get(agent) for n in cluster.live if n != owner):
+            if all(cluster.node(n).registry.replica.get(agent) for n in cluster.live if n != owner):
                 latencies.append(cluster.now - at)
                 del pending[agent]
         if cluster.now > end + 60:

@@ -47,6 +47,10 @@ class ConfigError(Exception):
         return f"{self.key} = {self.value!r}: {self.reason}"
 
 
+# Seconds between two housekeepings: expired correlations, the registry's expiry.
+REAP_INTERVAL = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Address:
     """A host and port, kept unresolved so that a name is looked up only when it is used."""
@@ -89,7 +93,7 @@ class Config:
     http_bind: Address = Address("127.0.0.1", HTTP_PORT)
     gossip: GossipConfig = GossipConfig()
     statsd: StatsdConfig = StatsdConfig()
-    reap_interval: float = 1.0  # seconds between sweeps of expired correlations
+    reap_interval: float = REAP_INTERVAL
     drain_timeout: float = 5.0  # seconds shutdown waits for HTTP requests in flight
     log_level: str = "INFO"
     registry_max_agents: int = 100_000  # agents this node may own (the cluster holds more)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,15 +19,12 @@ import sqlalchemy.exc
 from caxton_actors import metrics
 from caxton_actors.actors.detector import DetectorActor
 from caxton_actors.actors.http import HttpActor, listen
-from caxton_actors.actors.membership import (
-    GossipStatus,
-    JoinCluster,
-    LeaveCluster,
-    MembershipActor,
-    UseDetector,
-)
-from caxton_actors.actors.registry import MemberState, RegistryActor, UseMembership
-from caxton_actors.config import Config
+from caxton_actors.actors.membership import MembershipActor
+from caxton_actors.actors.registry import RegistryActor
+from caxton_actors.actors.stage import Peers, StageActor
+from caxton_actors.config import Address, Config
+from caxton_actors.engine import Engine
+from caxton_actors.engine.messages import JoinCluster, LeaveCluster, MemberState, Stage
 from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
 from caxton_actors.registry.replica import LIMITS
@@ -33,8 +32,9 @@ from caxton_actors.registry.schema import SchemaError
 from caxton_actors.runtime.lag import LoopLagMonitor
 from caxton_actors.state.service import StateService
 from caxton_actors.swim.messages import HTTP_META_KEY
-from caxton_actors.swim.timing import PRESETS
+from caxton_actors.swim.timing import PRESETS, Timing
 from caxton_actors.wire.seeds import keep_resolving
+from caxton_actors.wire.transport import SocketTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,24 @@ def _advertised_host(bind_host: str) -> str:
     return str(gevent.socket.getaddrinfo(gevent.socket.gethostname(), None)[0][4][0])
 
 
+TransportFactory = Callable[[Address], Transport]
+
+
+def _sockets(bind: Address) -> Transport:
+    return SocketTransport((bind.host, bind.port))
+
+
+def _peer(stage: Stage, ref: pykka.ActorRef[Any]) -> tuple[Stage, pykka.ActorRef[StageActor]]:
+    return stage, ref
+
+
 class Node:
-    def __init__(self, config: Config) -> None:
+    """``transport`` makes the gossip transport from the bind address: real sockets
+    unless a test gives several nodes in one process an in-memory network."""
+
+    def __init__(self, config: Config, transport: TransportFactory = _sockets) -> None:
         self.config = config
+        self._transport = transport
         self.stats: metrics.Metrics = metrics.NullMetrics()
         self._lag = LoopLagMonitor(
             LAG_SAMPLE_INTERVAL,
@@ -86,23 +101,33 @@ class Node:
         config = self.config
         self.stats = metrics.make_metrics(config.statsd)
         listener = listen(config.http_bind)
-        http_port = listener.getsockname()[1]
-        registry = RegistryActor.start(
-            config.sqlite_path,
-            config.node_name,
-            config.reap_interval,
-            config.gossip.failure_detection_timeout,
-            self.stats,
-            replace(LIMITS, max_agents_per_node=config.registry_max_agents),
-        )
+        http_address = f"{_advertised_host(config.http_bind.host)}:{listener.getsockname()[1]}"
+        transport = self._bind_gossip() if config.gossip.enabled else None
+        engine = self._engine(transport, http_address)
+        try:
+            registry = RegistryActor.start(
+                config.sqlite_path, engine.registry, config.reap_interval, self.stats
+            )
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            raise
         self._refs["registry"] = registry
-        http_host = _advertised_host(config.http_bind.host)
-        registry.tell(MemberState(config.node_name, True, f"{http_host}:{http_port}"))
+        registry.tell(MemberState(config.node_name, True, http_address))
+        peers = [_peer(Stage.REGISTRY, registry)]
         membership = detector = None
-        if config.gossip.enabled:
-            membership, detector = self._start_gossip(registry, f"{http_host}:{http_port}")
+        if transport is not None:
+            membership = MembershipActor.start(
+                engine.membership, transport, config.gossip.cluster_label, self.stats
+            )
+            self._refs["membership"] = membership
+            detector = DetectorActor.start(engine.detection, self.stats)
+            self._refs["detector"] = detector
+            peers += [_peer(Stage.MEMBERSHIP, membership), _peer(Stage.DETECTION, detector)]
         else:
             self.stats.gauge(metrics.GOSSIP_PEERS, 0)
+        for _, ref in peers:
+            ref.tell(Peers(tuple(peers)))
         self._state = StateService(
             config.state_tools, config.state_timeout, self.stats, config.state_tools_inline
         )
@@ -112,39 +137,40 @@ class Node:
         app = create_app(actors, self.stats)
         self._refs["http"] = HttpActor.start(app, listener, config.drain_timeout)
         if membership is not None:
-            me = membership.ask(GossipStatus(), block=False).get(timeout=ASK_TIMEOUT).addr
+            me = engine.membership.members.addr
             self._seeds = keep_resolving(
                 config.gossip.seed_nodes, me, lambda found: membership.tell(JoinCluster(found))
             )
 
-    def _start_gossip(
-        self, registry: pykka.ActorRef[Any], http_address: str
-    ) -> tuple[pykka.ActorRef[Any], pykka.ActorRef[Any]]:
-        config = self.config
-        gossip = config.gossip
-        timing = PRESETS[gossip.profile].with_overrides(
+    def _bind_gossip(self) -> Transport:
+        bind = self.config.gossip.bind_address
+        try:
+            return self._transport(bind)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {bind} (gossip.bind_address): {exc.strerror}") from exc
+
+    def _timing(self) -> Timing:
+        gossip = self.config.gossip
+        return PRESETS[gossip.profile].with_overrides(
             probe_interval=gossip.gossip_interval,
             dead_node_reclaim_time=gossip.failure_detection_timeout,
         )
-        host = _advertised_host(gossip.bind_address.host)
-        rng = random.Random()
-        membership = MembershipActor.start(
+
+    def _engine(self, transport: Transport | None, http_address: str) -> Engine:
+        """This node's protocol; without gossip only its registry stage is used."""
+        config = self.config
+        host = _advertised_host(config.gossip.bind_address.host)
+        return Engine(
             config.node_name,
-            gossip.bind_address,
-            host,
-            ((HTTP_META_KEY, http_address),),
-            timing,
-            gossip.cluster_label,
-            rng,
-            self.stats,
-            registry,
+            (host, transport.port if transport is not None else 0),
+            self._timing(),
+            random.Random(),
+            time.monotonic(),
+            meta=((HTTP_META_KEY, http_address),),
+            # Starting from the wall clock, a restarted node outranks its former self.
+            incarnation=time.time_ns() // 1_000_000,
+            limits=replace(LIMITS, max_agents_per_node=config.registry_max_agents),
         )
-        self._refs["membership"] = membership
-        registry.tell(UseMembership(membership))
-        detector = DetectorActor.start(config.node_name, timing, rng, membership, self.stats)
-        self._refs["detector"] = detector
-        membership.tell(UseDetector(detector))
-        return membership, detector
 
     def stop(self) -> None:
         """Stop in reverse order: no new requests, say goodbye, then the last writes commit."""

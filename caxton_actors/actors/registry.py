@@ -6,10 +6,11 @@ first, runs the whole batch on its worker thread in one transaction, and only
 then answers each sender: one commit for many writes, no SQLite call on the
 hub, and no reply before the data is durable.
 
-It also holds the cluster-wide registry (:class:`Replica`) in memory: lookups
-are answered from it on the hub, this node's own writes enter it once
-committed, and what gossip brings (through the membership actor, which owns
-the sockets) is merged into it and written to the file behind the answer.
+It also owns the engine's registry stage, and so the cluster-wide registry
+(:class:`Replica`) in memory: lookups are answered from it on the hub, this
+node's own writes enter it once committed, and what gossip brings (through the
+membership actor, which owns the sockets) is merged into it and written to the
+file behind the answer.
 """
 
 from __future__ import annotations
@@ -25,11 +26,20 @@ from typing import Any
 
 import gevent
 import gevent.threadpool
-import pykka
 
 from caxton_actors import metrics
-from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
-from caxton_actors.registry.replica import LIMITS, Limits, Replica, Source
+from caxton_actors.actors.stage import StageActor
+from caxton_actors.engine.messages import (
+    Deregister,
+    Dropped,
+    Output,
+    Persist,
+    Register,
+    RegistryInput,
+    Tick,
+)
+from caxton_actors.engine.registry import RegistryStage
+from caxton_actors.registry.records import AgentRecord, Head
 from caxton_actors.registry.store import (
     Agent,
     Conversation,
@@ -38,7 +48,6 @@ from caxton_actors.registry.store import (
     Tx,
     Written,
 )
-from caxton_actors.runtime.actor import GeventActor
 
 log = logging.getLogger(__name__)
 
@@ -212,54 +221,6 @@ class RegistryFull:
     limit: int
 
 
-# Between the registry and the membership actor.
-
-
-@dataclass(frozen=True, slots=True)
-class UseMembership:
-    membership: pykka.ActorRef[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MemberState:
-    name: str
-    up: bool
-    """Alive or suspect; not dead or left."""
-    route: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class HeardHeads:
-    source: Source
-    heads: tuple[Head, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Merge:
-    update: AgentUpdate
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerPull:
-    pull: RegistryPull
-
-
-@dataclass(frozen=True, slots=True)
-class SpreadHeads:
-    """To the membership actor: heads to piggyback, and all of them for full-state exchanges."""
-
-    news: tuple[Head, ...]
-    digest: tuple[Head, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PullFrom:
-    """To the membership actor: ask ``source`` for what it knows beyond our heads."""
-
-    source: Source
-    pull: RegistryPull
-
-
 @dataclass(frozen=True, slots=True)
 class Housekeeping:
     """Expire correlations and the replica's stale records."""
@@ -269,26 +230,27 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class RegistryActor(GeventActor):
-    """Opens (and migrates) the file when built, so a bad file fails start-up loudly."""
+class RegistryActor(StageActor):
+    """Opens (and migrates) the file when built, so a bad file fails start-up loudly;
+    the registry stage then starts from what the file kept."""
 
     def __init__(
         self,
         path: Path,
-        node_id: str,
+        stage: RegistryStage,
         reap_interval: float,
-        ttl: float,
         stats: metrics.Metrics,
-        limits: Limits = LIMITS,
     ) -> None:
         super().__init__()
         self._reap_interval = reap_interval
         self._stats = stats
-        self._limits = limits
+        self._stage = stage
+        self._replica = stage.replica
+        self._limits = stage.replica.limits
         # One thread owns the SQLite connection: sqlite3 objects stay on their thread.
         self._worker = gevent.threadpool.ThreadPool(1)
         try:
-            self._store: Store = self._worker.apply(Store, (path, node_id))
+            self._store: Store = self._worker.apply(Store, (path, stage.replica.name))
             own, (records, heads), tools = self._worker.apply(
                 self._store.run_batch,
                 ([Tx.own_agents, Tx.load_replica, Tx.state_tools], _now_ms()),
@@ -297,12 +259,7 @@ class RegistryActor(GeventActor):
             self._worker.kill()
             raise
         self._state_tools: dict[str, str] = tools
-        self._replica = Replica(node_id, ttl, limits)
-        self._replica.load(records, heads)
-        self._replica.restart(((a.id, a.capabilities) for a in own), time.time())
-        self._membership: pykka.ActorRef[Any] | None = None
-        self._spread: tuple[Head, ...] = ()
-        """The heads membership was last given to spread."""
+        stage.restore(((a.id, a.capabilities) for a in own), records, heads, time.time())
         self._frozen_at = -FREEZE_GROWTH
         self._resave = False
         self._freeze_if_grown()
@@ -324,9 +281,11 @@ class RegistryActor(GeventActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, RegistryRequest):
             return self._batch(message)
-        now = time.time()
+        if isinstance(message, RegistryInput):
+            answer = self._carry(self._stage.handle(time.time(), message))
+            self._freeze_if_grown()
+            return answer
         replica = self._replica
-        reply: Any = None
         match message:
             case CountAgents():
                 return replica.count()
@@ -342,33 +301,23 @@ class RegistryActor(GeventActor):
                 return DigestView(
                     replica.count(), replica.unreachable_count(), replica.digest(), replica.heads()
                 )
-            case AnswerPull(pull=pull):
-                return replica.answer(pull)
-            case UseMembership(membership=membership):
-                self._membership = membership
-            case MemberState(name=name, up=up, route=route):
-                replica.member_changed(name, up, route, now)
-            case HeardHeads(source=source, heads=heads):
-                replica.hear(heads, source)
-            case Merge(update=update):
-                merged = replica.merge(update)
-                for reason, count in merged.dropped.items():
-                    self._stats.incr(f"{metrics.REGISTRY_UPDATES_DROPPED}.{reason}", count)
-                self._save(merged.stored, merged.forgotten, {h.name for h in update.heads}, ())
-                self._freeze_if_grown()
             case Housekeeping():
-                expired = replica.expire(now)
-                self._save((), expired.forgotten, set(), expired.gone)
+                self._carry(self._stage.handle(time.time(), Tick()))
                 if self._resave:
                     self._resave = False
                     records, floors = replica.others()
                     self.actor_ref.tell(SaveReplica(records, (), floors, (), whole=True))
                 reply = self._batch(ReapCorrelations())
                 self._gauges()  # once a housekeeping, not once a message
-            case _:
-                return super().on_receive(message)
-        self._gossip(now)
-        return reply
+                return reply
+        return super().on_receive(message)
+
+    def _effect(self, output: Output) -> None:
+        match output:
+            case Persist(stored=stored, forgotten=forgotten, heads=heads, gone=gone):
+                self.actor_ref.tell(SaveReplica(stored, forgotten, heads, gone))
+            case Dropped(reason=reason, count=count):
+                self._stats.incr(f"{metrics.REGISTRY_UPDATES_DROPPED}.{reason}", count)
 
     def _batch(self, message: RegistryRequest) -> Any:
         """Run ``message`` and every request queued behind it in one transaction."""
@@ -405,16 +354,18 @@ class RegistryActor(GeventActor):
         now = time.time()
         for i, (request, result) in enumerate(zip(runnable, results, strict=True)):
             if isinstance(request, PutAgent):
-                record = self._replica.register(request.agent_id, request.capabilities, now)
+                register = Register(request.agent_id, request.capabilities)
+                self._carry(self._stage.handle(now, register))
+                record = self._replica.own(request.agent_id)
+                assert record is not None  # just registered
                 results[i] = Written(self._agent(record), result.created)
                 if request.state_tool is None:
                     self._state_tools.pop(request.agent_id, None)
                 else:
                     self._state_tools[request.agent_id] = request.state_tool
             elif isinstance(request, DeleteAgent) and result:
-                self._replica.deregister(request.agent_id, now)
+                self._carry(self._stage.handle(now, Deregister(request.agent_id)))
                 self._state_tools.pop(request.agent_id, None)
-        self._gossip(now)
         self._freeze_if_grown()
         answers = iter(results)
         full = RegistryFull(self._limits.max_agents_per_node)
@@ -434,30 +385,6 @@ class RegistryActor(GeventActor):
             elif isinstance(request, DeleteAgent):
                 new.discard(request.agent_id)
         return refused
-
-    def _save(
-        self,
-        stored: Sequence[AgentRecord],
-        forgotten: Sequence[tuple[str, str]],
-        owners: set[str],
-        gone: Sequence[str],
-    ) -> None:
-        if stored or forgotten or gone or owners:
-            owners |= {r.owner for r in stored} | {owner for owner, _ in forgotten}
-            owners.discard(self._replica.name)
-            heads = tuple(self._replica.floors(sorted(owners)))
-            self.actor_ref.tell(SaveReplica(tuple(stored), tuple(forgotten), heads, tuple(gone)))
-
-    def _gossip(self, now: float) -> None:
-        """Spread heads that rose; pull from peers that know more."""
-        if self._membership is None:
-            return
-        news, digest = self._replica.take_news(), self._replica.heads()
-        if news or digest != self._spread:  # an expired owner leaves the digest too
-            self._membership.tell(SpreadHeads(tuple(news), digest))
-            self._spread = digest
-        for source, pull in self._replica.pulls(now):
-            self._membership.tell(PullFrom(source, pull))
 
     def _agent(self, record: AgentRecord) -> Agent:
         replica = self._replica

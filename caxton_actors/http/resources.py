@@ -21,8 +21,6 @@ import sqlalchemy.exc
 from caxton_actors.actors.detector import HealthScore
 from caxton_actors.actors.membership import (
     GossipStatus,
-    JoinCluster,
-    LeaveCluster,
     ListMembers,
     MemberEvent,
     MemberView,
@@ -47,6 +45,7 @@ from caxton_actors.actors.registry import (
     TouchConversation,
 )
 from caxton_actors.config import GOSSIP_PORT, ConfigError, parse_address, parse_duration
+from caxton_actors.engine.messages import JoinCluster, LeaveCluster
 from caxton_actors.http import media
 from caxton_actors.http.media import read_json_object
 from caxton_actors.registry.replica import LIMITS

@@ -1,11 +1,21 @@
-"""A deterministic cluster: the real SWIM core, virtual time, a seeded network.
+"""A deterministic cluster: the node's own engine, in virtual time, on a seeded network.
 
-Every node is a :class:`~caxton_actors.swim.node.SwimNode`, exactly what the
-actors run. The network delivers each packet after a random delay, and may
-lose, duplicate or (through the delays) reorder it; partitions drop packets
-between groups; a paused node's timers and packets wait until it resumes; a
-crashed node is gone. One seed, one run: everything random draws from RNGs
-derived from it.
+Every node is an :class:`~caxton_actors.engine.Engine`, the class a real node builds,
+and this module is its shell, as the actors are a real node's:
+
+- a hop from one stage to another is a mailbox message: taken in order, after what the
+  stage already has queued (with ``hop_jitter``, up to that much later: a busy actor);
+- a datagram arrives after a random delay, or is lost, duplicated or (through the
+  delays) reordered;
+- a stream (full-state exchange, registry pull) is a request and an answer: the request
+  arrives after a connection's round trip and waits in the answering stage's mailbox;
+  the answer comes back unless the peer is gone, cut off, or slower than the node's
+  stream timeout;
+- partitions cut both; a paused node's events wait until it resumes; a crashed node is
+  gone, but its disk (:class:`~caxton_actors.sim.disk.Disk`) stays for a restart;
+- housekeeping (the registry's expiry) runs every ``REAP_INTERVAL``, as a node's does.
+
+One seed, one run: everything random draws from RNGs derived from it.
 """
 
 from __future__ import annotations
@@ -14,16 +24,46 @@ import heapq
 import itertools
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from caxton_actors.registry.records import AgentUpdate, RegistryPull
-from caxton_actors.swim.messages import Addr, MemberChanged, MemberRecord, Packet, State, StateSync
-from caxton_actors.swim.node import Outgoing, Output, SwimNode
+from caxton_actors.config import REAP_INTERVAL
+from caxton_actors.engine import Engine, answers, stream_request
+from caxton_actors.engine.messages import (
+    Answer,
+    Deregister,
+    Dropped,
+    Exchange,
+    Hop,
+    Inbound,
+    JoinCluster,
+    LeaveCluster,
+    MemberState,
+    Output,
+    Packet,
+    Persist,
+    Register,
+    Stage,
+    StageInput,
+    Tick,
+    Transmit,
+    WireMessage,
+)
+from caxton_actors.sim.disk import Disk
+from caxton_actors.swim.messages import (
+    HTTP_META_KEY,
+    Addr,
+    MemberChanged,
+    State,
+    StateSync,
+)
 from caxton_actors.swim.timing import LAN, Timing
 from caxton_actors.wire import codec
+from caxton_actors.wire.transport import STREAM_TIMEOUT
 
 GOSSIP_PORT = 7946
+TICKED = (Stage.MEMBERSHIP, Stage.DETECTION)
+"""The stages with deadlines of their own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +72,10 @@ class Network:
     min_delay: float = 0.0005
     max_delay: float = 0.005
     duplicate: float = 0.0
+    hop_jitter: float = 0.0
+    """Up to this many seconds before a stage takes a message: a busy actor."""
+    stream_failure: float = 0.0
+    """The chance that a stream fails (refused, reset) though both ends are up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,26 +89,34 @@ class Observed:
     incarnation: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """A stream request in flight: who asked, what, and until when it waits."""
+
+    asker: _Host
+    request: WireMessage
+    deadline: float
+
+
+@dataclass(eq=False, slots=True)
 class _Host:
-    node: SwimNode
+    name: str
+    engine: Engine
+    disk: Disk
     paused_until: float = 0.0
-    wake_token: int = 0
+    wake_tokens: dict[Stage, int] = field(default_factory=lambda: dict.fromkeys(TICKED, 0))
+    queued: Counter[Stage] = field(default_factory=Counter)
+    """Mailbox messages scheduled and not yet taken, by stage."""
+    free_at: dict[Stage, float] = field(default_factory=dict)
+    """When each stage's last scheduled message is taken: later ones come after it."""
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class _Event:
     at: float
     order: int
-    kind: str = field(compare=False)
-    host: str = field(compare=False)
-    packet: Packet | None = field(compare=False, default=None)
-    token: int = field(compare=False, default=0)
-
-
-def _encoded(packet: Packet) -> bytes:
-    stream = isinstance(packet.message, (StateSync, RegistryPull, AgentUpdate))
-    return codec.encode(packet, "", codec.MAX_STREAM_MESSAGE if stream else codec.MAX_DATAGRAM)
+    host: _Host = field(compare=False)
+    run: Callable[[], None] = field(compare=False)
 
 
 def addr_of(name: str) -> Addr:
@@ -85,28 +137,47 @@ class Cluster:
         self.now = 0.0
         self._rng = random.Random(seed)
         self._hosts: dict[str, _Host] = {}
-        self._crashed: set[str] = set()
+        self._disks: dict[str, Disk] = {}
         self._groups: dict[str, int] | None = None
         self._queue: list[_Event] = []
         self._order = itertools.count()
         self.observed: list[Observed] = []
         self.sent: Counter[str] = Counter()
-        """Packets each node sent."""
+        """Packets each node sent (datagrams and stream messages)."""
         self.bytes_sent: Counter[str] = Counter()
         """Bytes each node sent, as the real codec encodes them (with ``count_bytes``)."""
+        self.dropped: Counter[str] = Counter()
+        """Inputs the engines refused, by reason."""
         self._count_bytes = count_bytes
 
     # Building and breaking the cluster.
 
-    def start(self, name: str, seeds: Iterable[str] = (), incarnation: int = 0) -> None:
+    def start(
+        self, name: str, seeds: Iterable[str] = (), incarnation: int = 0, empty_disk: bool = False
+    ) -> None:
+        """Start ``name``, on the disk of its last life unless ``empty_disk``."""
         node_rng = random.Random(self._rng.getrandbits(64))
-        node = SwimNode(
-            name, addr_of(name), self.timing, node_rng, self.now, incarnation=incarnation
+        route = f"{name}:8080"
+        engine = Engine(
+            name,
+            addr_of(name),
+            self.timing,
+            node_rng,
+            self.now,
+            meta=((HTTP_META_KEY, route),),
+            incarnation=incarnation,
         )
-        self._crashed.discard(name)
-        self._hosts[name] = _Host(node)
-        self._deliver_outputs(name, node.join(self.now, [addr_of(s) for s in seeds]))
-        self._schedule_wake(name)
+        disk = Disk() if empty_disk else self._disks.get(name, Disk())
+        self._disks[name] = disk
+        records, heads = disk.replica()
+        engine.registry.restore(disk.own.items(), records, heads, self.now)
+        host = _Host(name, engine, disk)
+        self._hosts[name] = host
+        self._mail(host, Stage.REGISTRY, MemberState(name, True, route))
+        self._mail(host, Stage.MEMBERSHIP, JoinCluster(tuple(addr_of(s) for s in seeds)))
+        for stage in TICKED:
+            self._schedule_wake(host, stage)
+        self._schedule(self.now + REAP_INTERVAL, host, lambda: self._housekeep(host))
 
     def start_many(self, size: int, prefix: str = "n") -> list[str]:
         """Start ``size`` nodes, each joining through the first."""
@@ -116,20 +187,24 @@ class Cluster:
         return names
 
     def crash(self, name: str) -> None:
-        self._crashed.add(name)
         del self._hosts[name]
 
     def pause(self, name: str, duration: float) -> None:
         self._hosts[name].paused_until = self.now + duration
 
     def leave(self, name: str) -> None:
-        self._deliver_outputs(name, self._hosts[name].node.leave(self.now))
+        self._mail(self._hosts[name], Stage.MEMBERSHIP, LeaveCluster())
 
     def register(self, name: str, agent_id: str, capabilities: tuple[str, ...] = ()) -> None:
-        self._hosts[name].node.register(self.now, agent_id, capabilities)
+        """As the registry actor does: commit to disk, then tell the registry stage."""
+        host = self._hosts[name]
+        host.disk.own[agent_id] = capabilities
+        self._carry(host, host.engine.registry.handle(self.now, Register(agent_id, capabilities)))
 
     def deregister(self, name: str, agent_id: str) -> None:
-        self._hosts[name].node.deregister(self.now, agent_id)
+        host = self._hosts[name]
+        if host.disk.own.pop(agent_id, None) is not None:
+            self._carry(host, host.engine.registry.handle(self.now, Deregister(agent_id)))
 
     def partition(self, *groups: Iterable[str]) -> None:
         self._groups = {name: i for i, group in enumerate(groups) for name in group}
@@ -143,15 +218,15 @@ class Cluster:
     def live(self) -> list[str]:
         return sorted(self._hosts)
 
-    def node(self, name: str) -> SwimNode:
-        return self._hosts[name].node
+    def node(self, name: str) -> Engine:
+        return self._hosts[name].engine
 
     def view(self, name: str) -> dict[str, State]:
-        return {r.name: r.state for r in self.node(name).members.records()}
+        return {r.name: r.state for r in self.node(name).membership.members.records()}
 
     def registries_agree(self) -> bool:
         """Every live node holds the same live agent records."""
-        return len({self.node(n).replica.digest() for n in self._hosts}) == 1
+        return len({self.node(n).registry.replica.digest() for n in self._hosts}) == 1
 
     def converged(self) -> bool:
         """Every live node sees exactly the live nodes up (alive, or suspect and refuting)."""
@@ -165,61 +240,127 @@ class Cluster:
         while self._queue and self._queue[0].at <= until:
             event = heapq.heappop(self._queue)
             self.now = max(self.now, event.at)
-            host = self._hosts.get(event.host)
-            if host is None:
-                continue
+            host = event.host
+            if self._hosts.get(host.name) is not host:
+                continue  # crashed (and perhaps restarted: a new life)
             if host.paused_until > self.now:
-                # A stopped process: its timers fire and its packets are read on resume.
-                event.at = host.paused_until
-                event.order = next(self._order)
-                heapq.heappush(self._queue, event)
+                # A stopped process: its timers fire and its mail is read on resume.
+                self._schedule(host.paused_until, host, event.run)
                 continue
-            if event.kind == "wake":
-                if event.token != host.wake_token:
-                    continue
-                outputs = host.node.tick(self.now)
-            else:
-                assert event.packet is not None
-                outputs = host.node.handle(self.now, event.packet)
-            self._deliver_outputs(event.host, outputs)
-            self._schedule_wake(event.host)
+            event.run()
         self.now = until
 
     def run_for(self, duration: float) -> None:
         self.run_until(self.now + duration)
 
-    def _schedule_wake(self, name: str) -> None:
-        host = self._hosts[name]
-        host.wake_token += 1
-        at = max(self.now, host.node.next_deadline())
-        heapq.heappush(
-            self._queue, _Event(at, next(self._order), "wake", name, token=host.wake_token)
-        )
+    def _schedule(self, at: float, host: _Host, run: Callable[[], None]) -> None:
+        heapq.heappush(self._queue, _Event(at, next(self._order), host, run))
 
-    def _deliver_outputs(self, sender: str, outputs: list[Output]) -> None:
+    def _mail(
+        self, host: _Host, stage: Stage, message: StageInput, stream: _Stream | None = None
+    ) -> None:
+        """Queue ``message`` in the mailbox of ``host``'s ``stage``: in order, never early."""
+        at = self.now
+        if self.network.hop_jitter:
+            at += self._rng.uniform(0, self.network.hop_jitter)
+        at = max(at, host.free_at.get(stage, 0.0))
+        host.free_at[stage] = at
+        host.queued[stage] += 1
+        self._schedule(at, host, lambda: self._take(host, stage, message, stream))
+
+    def _take(self, host: _Host, stage: Stage, message: StageInput, stream: _Stream | None) -> None:
+        host.queued[stage] -= 1
+        self._carry(host, host.engine.handle(stage, self.now, message), stream)
+        if stage in TICKED:
+            self._schedule_wake(host, stage)
+
+    def _schedule_wake(self, host: _Host, stage: Stage) -> None:
+        host.wake_tokens[stage] += 1
+        token = host.wake_tokens[stage]
+        deadline = host.engine.next_deadline(stage)
+        assert deadline is not None
+
+        def wake() -> None:
+            if host.wake_tokens[stage] == token:
+                self._mail(host, stage, Tick())
+
+        self._schedule(max(self.now, deadline), host, wake)
+
+    def _housekeep(self, host: _Host) -> None:
+        self._mail(host, Stage.REGISTRY, Tick())
+        self._schedule(self.now + REAP_INTERVAL, host, lambda: self._housekeep(host))
+
+    def _carry(self, host: _Host, outputs: list[Output], stream: _Stream | None = None) -> None:
+        """What the actors do with a stage's outputs, in virtual time."""
         for output in outputs:
-            if isinstance(output, MemberChanged):
-                m = output.member
-                self.observed.append(Observed(self.now, sender, m.name, m.state, m.incarnation))
-            elif isinstance(output, Outgoing):
-                self.sent[sender] += 1
-                if self._count_bytes:
-                    self.bytes_sent[sender] += len(_encoded(output.packet))
-                self._send(sender, output)
+            match output:
+                case Hop(stage=stage, message=message):
+                    self._mail(host, stage, message)
+                case Transmit(to=to, packet=packet):
+                    self._count(host, packet, codec.MAX_DATAGRAM)
+                    self._datagram(host, to[0], packet)
+                case Exchange(to=to, packet=packet):
+                    self._count(host, packet, codec.MAX_STREAM_MESSAGE)
+                    self._open_stream(host, to[0], packet)
+                case Answer(packet=packet) if stream is not None and packet is not None:
+                    self._count(host, packet, codec.MAX_STREAM_MESSAGE)
+                    self._answer_stream(host, stream, packet)
+                case Persist():
+                    host.disk.persist(output)
+                case Dropped(reason=reason, count=count):
+                    self.dropped[reason] += count
+                case MemberChanged(member=m):
+                    seen = Observed(self.now, host.name, m.name, m.state, m.incarnation)
+                    self.observed.append(seen)
 
-    def _send(self, sender: str, outgoing: Outgoing) -> None:
-        receiver = outgoing.to[0]
-        if receiver not in self._hosts or self._cut(sender, receiver):
+    def _count(self, host: _Host, packet: Packet, limit: int) -> None:
+        self.sent[host.name] += 1
+        if self._count_bytes:
+            self.bytes_sent[host.name] += len(codec.encode(packet, "", limit))
+
+    def _delay(self) -> float:
+        return self._rng.uniform(self.network.min_delay, self.network.max_delay)
+
+    def _reachable(self, sender: str, receiver: str) -> _Host | None:
+        host = self._hosts.get(receiver)
+        return None if host is None or self._cut(sender, receiver) else host
+
+    def _datagram(self, sender: _Host, receiver: str, packet: Packet) -> None:
+        host = self._reachable(sender.name, receiver)
+        if host is None:
             return
         net = self.network
         copies = 1 + (self._rng.random() < net.duplicate)
         for _ in range(copies):
             if self._rng.random() < net.loss:
                 continue
-            at = self.now + self._rng.uniform(net.min_delay, net.max_delay)
-            heapq.heappush(
-                self._queue, _Event(at, next(self._order), "packet", receiver, outgoing.packet)
+            self._schedule(
+                self.now + self._delay(),
+                host,
+                lambda: self._mail(host, Stage.MEMBERSHIP, Inbound(packet)),
             )
+
+    def _open_stream(self, asker: _Host, receiver: str, packet: Packet) -> None:
+        host = self._reachable(asker.name, receiver)
+        if host is None or self._rng.random() < self.network.stream_failure:
+            return  # refused or reset: the asker logs it and waits for its next round
+        hop = stream_request(packet)
+        if hop is None:
+            self.dropped["unexpected_stream"] += 1
+            return
+        stream = _Stream(asker, packet.message, self.now + STREAM_TIMEOUT)
+        connected = self.now + 2 * self._delay()  # the handshake, then the request
+        self._schedule(connected, host, lambda: self._mail(host, hop.stage, hop.message, stream))
+
+    def _answer_stream(self, host: _Host, stream: _Stream, answer: Packet) -> None:
+        asker = stream.asker
+        at = self.now + self._delay()
+        if at > stream.deadline or self._cut(host.name, asker.name):
+            return  # the asker gave up, or the connection broke
+        if not answers(stream.request, answer.message):
+            self.dropped["unexpected_stream"] += 1
+            return
+        self._schedule(at, asker, lambda: self._mail(asker, Stage.MEMBERSHIP, Inbound(answer)))
 
     def _cut(self, a: str, b: str) -> bool:
         groups = self._groups
@@ -239,7 +380,8 @@ def settled(
     starts every node alone, hands each the whole table in one full-state exchange
     (what a push-pull answer delivers; the records are shared, which keeps 10,000
     nodes in memory), and forgets the updates that learning queued, as a cluster
-    that has run for a while has long spread them.
+    that has run for a while has long spread them. The stages' hops are taken at
+    once and the member events are not recorded: this is the cluster's past.
     """
     cluster = Cluster(seed, timing, network, count_bytes)
     names = [f"n{i}" for i in range(size)]
@@ -249,11 +391,15 @@ def settled(
         cluster.run_until(i * timing.gossip_interval / size)
         cluster.start(name)  # no seeds: alone, nothing sent, timers armed
     cluster.run_until(timing.gossip_interval)
-    everyone = StateSync(
-        tuple(MemberRecord(name, addr_of(name), 0, State.ALIVE) for name in names), reply=False
-    )
+    everyone = StateSync(tuple(cluster.node(name).membership.members.me for name in names), False)
     for name in names:
-        node = cluster.node(name)
-        node.handle(cluster.now, Packet(names[0], addr_of(names[0]), everyone))
-        node.members.settle()
+        engine = cluster.node(name)
+        pending: list[Output] = engine.membership.handle(
+            cluster.now, Inbound(Packet(names[0], addr_of(names[0]), everyone))
+        )
+        while pending:
+            output = pending.pop()
+            if isinstance(output, Hop):
+                pending += engine.handle(output.stage, cluster.now, output.message)
+        engine.membership.members.settle()
     return cluster

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from caxton_actors.registry.records import AgentUpdate, Head, RegistryPull
-
 Addr = tuple[str, int]
 Meta = tuple[tuple[str, str], ...]
 """Node metadata as sorted key/value pairs (immutable, so messages stay hashable)."""
@@ -108,19 +106,7 @@ class StateSync:
     reply: bool
 
 
-Message = Ping | Ack | Nack | PingReq | Gossip | StateSync | RegistryPull | AgentUpdate
-
-
-@dataclass(frozen=True, slots=True)
-class Packet:
-    """One datagram (or, for a ``StateSync``, one stream message)."""
-
-    sender: str
-    sender_addr: Addr
-    message: Message
-    piggyback: tuple[Update, ...] = ()
-    heads: tuple[Head, ...] = ()
-    """Registry heads the sender is spreading (all of them on a full-state exchange)."""
+Message = Ping | Ack | Nack | PingReq | Gossip | StateSync
 
 
 # Effects the core asks of its shell.

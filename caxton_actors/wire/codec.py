@@ -8,7 +8,7 @@ An envelope is a JSON object::
 
 ``v`` lets a later version add authenticated encryption (a new version wraps
 the same envelope); ``c`` keeps two clusters on one network apart. Decoding
-returns a typed :class:`~caxton_actors.swim.messages.Packet` or raises
+returns a typed :class:`~caxton_actors.engine.messages.Packet` or raises
 :class:`DecodeError` whose ``reason`` is a fixed word, to be counted.
 
 The seed's ``GossipType`` maps onto the types as: ``StateSync`` is
@@ -26,6 +26,7 @@ from typing import Any
 
 import ujson
 
+from caxton_actors.engine.messages import Packet, WireMessage
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.messages import (
     Ack,
@@ -35,10 +36,8 @@ from caxton_actors.swim.messages import (
     Gossip,
     Left,
     MemberRecord,
-    Message,
     Meta,
     Nack,
-    Packet,
     Ping,
     PingReq,
     State,
@@ -81,7 +80,7 @@ def _record(r: MemberRecord) -> dict[str, Any]:
     }
 
 
-def _payload(message: Message) -> tuple[str, dict[str, Any]]:
+def _payload(message: WireMessage) -> tuple[str, dict[str, Any]]:
     match message:
         case Ping(seq=seq, target=target):
             return "ping", {"q": seq, "n": target}
@@ -289,7 +288,7 @@ def _parse_update(p: Mapping[str, Any]) -> AgentUpdate:
     )
 
 
-_MESSAGES: dict[str, Callable[[Mapping[str, Any]], Message]] = {
+_MESSAGES: dict[str, Callable[[Mapping[str, Any]], WireMessage]] = {
     "ping": lambda p: Ping(_seq(p, "ping"), _name(p, "n", "ping")),
     "ack": lambda p: Ack(_seq(p, "ack")),
     "nack": lambda p: Nack(_seq(p, "nack")),

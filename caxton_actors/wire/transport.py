@@ -11,6 +11,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from typing import Protocol
 
 import gevent
 import gevent.server
@@ -31,31 +32,78 @@ class StreamError(Exception):
     """A full-state exchange that failed: refused, timed out, or too large."""
 
 
-class UdpEndpoint:
-    """A bound UDP socket with a reader greenlet handing each datagram to ``receive``."""
+OnDatagram = Callable[[bytes, Addr], None]
+OnStream = Callable[[bytes, Addr], "bytes | None"]
+"""Answers one inbound stream message (None: close the stream unanswered)."""
 
-    def __init__(self, bind: Addr, receive: Callable[[bytes, Addr], None]) -> None:
-        self._sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        self._sock.bind(bind)
-        self.port: int = self._sock.getsockname()[1]
-        self._receive = receive
-        self._reader = gevent.spawn(self._read_forever)
+
+class Transport(Protocol):
+    """How a node's gossip meets the network (memberlist's ``Transport``).
+
+    The node gives its membership actor a :class:`SocketTransport`; tests give
+    several nodes in one process an in-memory one (``tests/support/memnet.py``).
+    """
+
+    port: int
+
+    def open(self, on_datagram: OnDatagram, on_stream: OnStream) -> None:
+        """Start handing what arrives to these callbacks (each in a greenlet of its own)."""
+
+    def send(self, data: bytes, to: Addr) -> None:
+        """One datagram; a failure is loss, never an exception."""
+
+    def exchange(self, to: Addr, data: bytes) -> bytes:
+        """One stream message and its answer; raises :class:`StreamError`."""
+
+    def close(self) -> None: ...
+
+
+class SocketTransport:
+    """UDP and TCP on one port. Binds when built, so a port in use fails start-up."""
+
+    def __init__(self, bind: Addr) -> None:
+        self._udp = gevent.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._tcp = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self._udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            self._udp.bind(bind)
+            self.port: int = self._udp.getsockname()[1]
+            self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._tcp.bind((bind[0], self.port))
+            self._tcp.listen(128)
+        except OSError:
+            self._udp.close()
+            self._tcp.close()
+            raise
+        self._reader: gevent.Greenlet[[OnDatagram], None] | None = None
+        self._server: gevent.server.StreamServer | None = None
+
+    def open(self, on_datagram: OnDatagram, on_stream: OnStream) -> None:
+        self._reader = gevent.spawn(self._read_forever, on_datagram)
+        self._server = gevent.server.StreamServer(self._tcp, _answering(on_stream))
+        self._server.start()
 
     def send(self, data: bytes, to: Addr) -> None:
         try:
-            self._sock.sendto(data, to)
+            self._udp.sendto(data, to)
         except OSError as exc:  # unreachable, no route: the protocol treats it as loss
             log.debug("send to %s failed: %s", to, exc)
 
-    def close(self) -> None:
-        self._reader.kill()
-        self._sock.close()
+    def exchange(self, to: Addr, data: bytes) -> bytes:
+        return exchange(to, data)
 
-    def _read_forever(self) -> None:
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.kill()
+        if self._server is not None:
+            self._server.stop(timeout=1)
+        self._udp.close()
+        self._tcp.close()
+
+    def _read_forever(self, on_datagram: OnDatagram) -> None:
         while True:
-            data, addr = self._sock.recvfrom(MAX_DATAGRAM + 1)
-            self._receive(data, (addr[0], addr[1]))
+            data, addr = self._udp.recvfrom(MAX_DATAGRAM + 1)
+            on_datagram(data, (addr[0], addr[1]))
 
 
 def _read_exact(sock: gevent.socket.socket, size: int) -> bytes:
@@ -91,22 +139,16 @@ def exchange(to: Addr, data: bytes, timeout: float = STREAM_TIMEOUT) -> bytes:
         raise StreamError(f"exchange with {to[0]}:{to[1]} failed: {exc}") from None
 
 
-class StreamListener:
-    """Answers each inbound stream message with what ``answer`` returns for it."""
+def _answering(answer: OnStream) -> Callable[[gevent.socket.socket, tuple[str, int]], None]:
+    """A stream server's handler: one message in, ``answer``'s reply out."""
 
-    def __init__(self, bind: Addr, answer: Callable[[bytes, Addr], bytes | None]) -> None:
-        self._answer = answer
-        self._server = gevent.server.StreamServer(bind, self._handle)
-        self._server.start()
-
-    def close(self) -> None:
-        self._server.stop(timeout=1)
-
-    def _handle(self, sock: gevent.socket.socket, addr: tuple[str, int]) -> None:
+    def handle(sock: gevent.socket.socket, addr: tuple[str, int]) -> None:
         try:
             with gevent.Timeout(STREAM_TIMEOUT):
-                reply = self._answer(read_frame(sock), (addr[0], addr[1]))
+                reply = answer(read_frame(sock), (addr[0], addr[1]))
                 if reply is not None:
                     write_frame(sock, reply)
         except (OSError, StreamError, gevent.Timeout, struct.error) as exc:
             log.debug("stream from %s dropped: %s", addr, exc)
+
+    return handle

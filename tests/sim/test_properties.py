@@ -99,7 +99,7 @@ def test_a_restarted_node_rejoins_with_a_higher_incarnation(seed: int) -> None:
     incarnations = {
         r.incarnation
         for n in cluster.live
-        for r in cluster.node(n).members.records()
+        for r in cluster.node(n).membership.members.records()
         if r.name == "n9"
     }
     assert len(incarnations) == 1

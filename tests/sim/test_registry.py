@@ -26,7 +26,7 @@ def _cluster(seed: int, network: Network = LOSSY) -> Cluster:
 
 def _agents(cluster: Cluster, name: str) -> dict[str, str]:
     """Agent id to owner, as ``name`` answers a cluster-wide listing."""
-    page = cluster.node(name).replica.page(None, None, 100_000, local=False)
+    page = cluster.node(name).registry.replica.page(None, None, 100_000, local=False)
     return {r.agent_id: r.owner for r in page}
 
 
@@ -68,9 +68,9 @@ def test_a_crashed_owners_agents_turn_unreachable_then_disappear(seed: int) -> N
 
     def statuses() -> set[str]:
         return {
-            cluster.node(n).replica.status(r)
+            cluster.node(n).registry.replica.status(r)
             for n in others
-            for r in cluster.node(n).replica.page(None, "mine", 100, local=False)
+            for r in cluster.node(n).registry.replica.page(None, "mine", 100, local=False)
             if r.owner == "n3"
         }
 
@@ -119,7 +119,7 @@ def test_concurrent_reregistration_and_deletion_end_the_same_everywhere(seed: in
     cluster.register("n2", "x", ("moved",))
     cluster.deregister("n1", "x")
     _run_until_agreed(cluster, bound=10.0)
-    views = {cluster.node(n).replica.get("x") for n in cluster.live}
+    views = {cluster.node(n).registry.replica.get("x") for n in cluster.live}
     assert len(views) == 1
     [view] = views
     assert view is not None
@@ -133,9 +133,29 @@ def test_a_restarted_owner_is_believed_over_its_past() -> None:
     _run_until_agreed(cluster, bound=10.0)
     cluster.crash("n5")
     cluster.run_for(2.0)
-    cluster.start("n5", seeds=["n0"], incarnation=1)
+    cluster.start("n5", seeds=["n0"], incarnation=1, empty_disk=True)
     cluster.register("n5", "new")
     _run_until_agreed(cluster, bound=40.0)
     for name in cluster.live:
         assert _agents(cluster, name).get("new") == "n5"
         assert "old" not in _agents(cluster, name)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:10])
+def test_a_node_restarted_on_its_disk_answers_for_the_cluster_at_once(seed: int) -> None:
+    """As a node restarts on its SQLite file: its own agents and its replica of the rest."""
+    cluster = _cluster(seed)
+    for i in range(10):
+        cluster.register("n5", f"mine{i}")
+        cluster.register("n6", f"theirs{i}")
+    _run_until_agreed(cluster, bound=10.0)
+    before = _agents(cluster, "n5")
+    cluster.crash("n5")
+    cluster.run_for(2.0)
+    cluster.start("n5", seeds=["n0"], incarnation=1)
+    assert _agents(cluster, "n5") == before  # before it has heard from anyone
+    cluster.deregister("n5", "mine0")
+    _run_until_agreed(cluster, bound=40.0)
+    del before["mine0"]
+    for name in cluster.live:
+        assert _agents(cluster, name) == before

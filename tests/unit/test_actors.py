@@ -18,9 +18,11 @@ from caxton_actors.actors.registry import (
     PutAgent,
     RegistryActor,
 )
+from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
 from caxton_actors.metrics import NullMetrics
+from caxton_actors.registry.replica import Replica
 from caxton_actors.runtime.actor import GeventActor
 from caxton_actors.runtime.lag import LoopLagMonitor
 from caxton_actors.state.service import StateService
@@ -39,8 +41,12 @@ def _stop_all() -> Iterator[None]:
     pykka.ActorRegistry.stop_all()
 
 
+def _stage() -> RegistryStage:
+    return RegistryStage(Replica("n1", 60.0), ("127.0.0.1", 0))
+
+
 def _registry(tmp_path: Path) -> pykka.ActorRef[Any]:
-    return RegistryActor.start(tmp_path / "state.db", "n1", 60.0, 60.0, NullMetrics())
+    return RegistryActor.start(tmp_path / "state.db", _stage(), 60.0, NullMetrics())
 
 
 def test_sustained_writes_do_not_stall_the_hub(tmp_path: Path) -> None:
@@ -76,7 +82,7 @@ def test_a_file_it_cannot_use_fails_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "not-a-db.db"
     bad.write_bytes(b"this is not an sqlite file" * 100)
     with pytest.raises(Exception, match="not a database"):
-        RegistryActor.start(bad, "n1", 60.0, 60.0, NullMetrics())
+        RegistryActor.start(bad, _stage(), 60.0, NullMetrics())
 
 
 def _client(

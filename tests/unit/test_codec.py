@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import ujson
 
+from caxton_actors.engine.messages import Packet, WireMessage
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.messages import (
     Ack,
@@ -13,9 +14,7 @@ from caxton_actors.swim.messages import (
     Gossip,
     Left,
     MemberRecord,
-    Message,
     Nack,
-    Packet,
     Ping,
     PingReq,
     State,
@@ -31,7 +30,7 @@ UPDATES = (
     Dead("n3", 2, "n1"),
     Left("n4", 5),
 )
-MESSAGES: list[Message] = [
+MESSAGES: list[WireMessage] = [
     Ping(1, "n2"),
     Ack(2**40),
     Nack(3),
@@ -52,7 +51,7 @@ HEADS = (Head("n1", 5), Head("n7", 2**40))
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
-def test_every_message_round_trips_with_piggyback(message: Message) -> None:
+def test_every_message_round_trips_with_piggyback(message: WireMessage) -> None:
     packet = Packet("n0", ADDR, message, UPDATES, HEADS)
     data = encode(packet, "prod")
     assert len(data) <= MAX_DATAGRAM

@@ -1,0 +1,237 @@
+"""What the engine's stages say to each other and ask of their shell.
+
+A packet is the envelope of one datagram or stream message. Every stage input is an
+immutable message; a stage answers with outputs: a :class:`Hop` for another stage
+(its shell forwards it verbatim, to an actor or to the simulator's mailbox), or an
+effect only a shell can carry out (send a datagram, open a stream, answer one,
+write to disk, count a drop, publish a member event).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+from caxton_actors.swim.messages import (
+    Addr,
+    MemberChanged,
+    Message,
+    NameConflict,
+    ProbeFailed,
+    ProbeSucceeded,
+    Refuted,
+    Send,
+    Update,
+)
+
+
+class Stage(Enum):
+    """The engine's parts; in a node each is one actor's."""
+
+    MEMBERSHIP = "membership"
+    DETECTION = "detection"
+    REGISTRY = "registry"
+
+
+WireMessage = Message | RegistryPull | AgentUpdate
+"""What a packet may carry: SWIM's messages and the registry's stream messages."""
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One datagram, or one stream message (full-state exchange, registry pull, answer)."""
+
+    sender: str
+    sender_addr: Addr
+    message: WireMessage
+    piggyback: tuple[Update, ...] = ()
+    heads: tuple[Head, ...] = ()
+    """Registry heads the sender is spreading (all of them on a full-state exchange)."""
+
+
+# Inputs, by the stage that takes them.
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The stage's deadline has come (membership, detection) or housekeeping is due
+    (registry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """Membership: a datagram, or the answer to a stream this node opened."""
+
+    packet: Packet
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """Membership: a full-state exchange that arrived on a stream; answered with ours."""
+
+    packet: Packet
+
+
+@dataclass(frozen=True, slots=True)
+class JoinCluster:
+    """Membership: join through these seeds (already resolved: see wire/seeds.py)."""
+
+    addresses: tuple[Addr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveCluster:
+    """Membership: say goodbye."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadHeads:
+    """Membership: heads to piggyback, and all of them for full-state exchanges."""
+
+    news: tuple[Head, ...]
+    digest: tuple[Head, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PullFrom:
+    """Membership: ask ``source`` on a stream for what it knows beyond our heads."""
+
+    source: Addr
+    pull: RegistryPull
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Detection: probe traffic (ping, ack, nack, ping-req) that arrived from ``sender``."""
+
+    sender: Addr
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class HeardHeads:
+    """Registry: ``source`` knows these heads."""
+
+    source: Addr
+    heads: tuple[Head, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """Registry: a member is up (alive or suspect) or not, and its HTTP route."""
+
+    name: str
+    up: bool
+    route: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """Registry: a peer's answer to our pull."""
+
+    update: AgentUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPull:
+    """Registry: a peer's pull, to be answered on its stream."""
+
+    pull: RegistryPull
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Registry: this node registered (or updated) one of its own agents."""
+
+    agent_id: str
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Deregister:
+    """Registry: this node removed one of its own agents."""
+
+    agent_id: str
+
+
+MembershipInput = (
+    Tick
+    | Inbound
+    | SyncRequest
+    | JoinCluster
+    | LeaveCluster
+    | Send
+    | ProbeFailed
+    | SpreadHeads
+    | PullFrom
+)
+DetectionInput = Tick | Probe | MemberChanged | Refuted
+RegistryInput = Tick | HeardHeads | MemberState | Merge | AnswerPull | Register | Deregister
+StageInput = MembershipInput | DetectionInput | RegistryInput
+
+
+# Outputs.
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """An input for another stage: its shell forwards it as it is."""
+
+    stage: Stage
+    message: StageInput
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send one datagram."""
+
+    to: Addr
+    packet: Packet
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Open a stream to ``to`` with ``packet``; its answer comes back as :class:`Inbound`."""
+
+    to: Addr
+    packet: Packet
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The reply on the stream that brought the request (None: close it unanswered)."""
+
+    packet: Packet | None
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Other owners' records as the replica now holds them: to be written to disk."""
+
+    stored: tuple[AgentRecord, ...]
+    forgotten: tuple[tuple[str, str], ...]
+    heads: tuple[tuple[Head, int], ...]
+    gone: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Input refused; ``reason`` is a fixed word, counted by the shell."""
+
+    reason: str
+    count: int = 1
+
+
+Output = (
+    Hop
+    | Transmit
+    | Exchange
+    | Answer
+    | Persist
+    | Dropped
+    | MemberChanged
+    | Refuted
+    | NameConflict
+    | ProbeSucceeded
+)

@@ -1,0 +1,95 @@
+"""The registry stage: the cluster-wide registry's gossip step, around the pure
+:class:`Replica`.
+
+After every input it tells membership which heads rose (to piggyback) and asks it to
+pull from peers that know more; what merges is handed to the shell to persist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from caxton_actors.engine.messages import (
+    Answer,
+    AnswerPull,
+    Deregister,
+    Dropped,
+    HeardHeads,
+    Hop,
+    MemberState,
+    Merge,
+    Output,
+    Packet,
+    Persist,
+    PullFrom,
+    Register,
+    RegistryInput,
+    SpreadHeads,
+    Stage,
+    Tick,
+)
+from caxton_actors.registry.records import AgentRecord, Head
+from caxton_actors.registry.replica import Merged, Replica
+from caxton_actors.swim.messages import Addr
+
+
+class RegistryStage:
+    def __init__(self, replica: Replica, addr: Addr) -> None:
+        self.replica = replica
+        self.addr = addr
+        """This node's gossip address, as the sender of its answers."""
+        self._spread: tuple[Head, ...] = ()
+        """The heads membership was last given to spread."""
+
+    def restore(
+        self,
+        own: Iterable[tuple[str, tuple[str, ...]]],
+        records: Iterable[AgentRecord],
+        heads: Iterable[tuple[Head, int]],
+        now: float,
+    ) -> None:
+        """Start from what the node's disk kept: its own agents, its replica of the others."""
+        self.replica.load(records, heads)
+        self.replica.restart(own, now)
+
+    def handle(self, now: float, message: RegistryInput) -> list[Output]:
+        replica = self.replica
+        outputs: list[Output] = []
+        match message:
+            case HeardHeads(source=source, heads=heads):
+                replica.hear(heads, source)
+            case MemberState(name=name, up=up, route=route):
+                replica.member_changed(name, up, route, now)
+            case Merge(update=update):
+                merged = replica.merge(update)
+                outputs += [Dropped(reason, n) for reason, n in merged.dropped.items()]
+                outputs += self._persist(merged, {h.name for h in update.heads})
+            case AnswerPull(pull=pull):
+                answer = Packet(replica.name, self.addr, replica.answer(pull))
+                outputs.append(Answer(answer))
+            case Register(agent_id=agent_id, capabilities=capabilities):
+                replica.register(agent_id, capabilities, now)
+            case Deregister(agent_id=agent_id):
+                replica.deregister(agent_id, now)
+            case Tick():
+                outputs += self._persist(replica.expire(now), set())
+        return outputs + self._gossip(now)
+
+    def _persist(self, merged: Merged, owners: set[str]) -> list[Output]:
+        if not (merged.stored or merged.forgotten or merged.gone or owners):
+            return []
+        owners |= {r.owner for r in merged.stored} | {owner for owner, _ in merged.forgotten}
+        owners.discard(self.replica.name)
+        heads = tuple(self.replica.floors(sorted(owners)))
+        return [Persist(merged.stored, merged.forgotten, heads, merged.gone)]
+
+    def _gossip(self, now: float) -> list[Output]:
+        """Spread heads that rose; pull from peers that know more."""
+        outputs: list[Output] = []
+        news, digest = self.replica.take_news(), self.replica.heads()
+        if news or digest != self._spread:  # an expired owner leaves the digest too
+            outputs.append(Hop(Stage.MEMBERSHIP, SpreadHeads(tuple(news), digest)))
+            self._spread = digest
+        for source, pull in self.replica.pulls(now):
+            outputs.append(Hop(Stage.MEMBERSHIP, PullFrom(source, pull)))
+        return outputs
