@@ -1,7 +1,7 @@
 """SWIM at scale in the simulator: dissemination rounds against log N, load per node.
 
 For each cluster size N and seed, a cluster of N simulated nodes (the real
-``SwimNode`` core, LAN timing, a lossless network) that already know each other,
+``Engine``, LAN timing, a lossless network) that already know each other,
 as if it had been running for a while, then:
 
 (a) idle load: packets each node sends per protocol period (``probe_interval``),

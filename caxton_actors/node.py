@@ -14,7 +14,6 @@ import gevent
 import gevent.event
 import gevent.socket
 import pykka
-import sqlalchemy.exc
 
 from caxton_actors import metrics
 from caxton_actors.actors.detector import DetectorActor
@@ -29,9 +28,10 @@ from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
 from caxton_actors.registry.replica import LIMITS
 from caxton_actors.registry.schema import SchemaError
+from caxton_actors.registry.store import StoreUnavailable
 from caxton_actors.runtime.lag import LoopLagMonitor
 from caxton_actors.state.service import StateService
-from caxton_actors.swim.messages import HTTP_META_KEY
+from caxton_actors.swim.messages import HTTP_META_KEY, Addr
 from caxton_actors.swim.timing import PRESETS, Timing
 from caxton_actors.wire.seeds import keep_resolving
 from caxton_actors.wire.transport import SocketTransport, Transport
@@ -81,14 +81,26 @@ class Node:
             lambda lag: self.stats.timing(metrics.HUB_LOOP_LAG, lag * 1000),
         )
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._registry: pykka.ActorRef[RegistryActor] | None = None
+        self.membership: pykka.ActorRef[MembershipActor] | None = None
+        """The membership actor, while the node runs with gossip."""
+        self.gossip_address: Addr | None = None
+        """Where peers reach this node's gossip, while it runs with gossip."""
         self._seeds: gevent.Greenlet[..., None] | None = None
         self._state: StateService | None = None
+
+    @property
+    def registry(self) -> pykka.ActorRef[RegistryActor]:
+        """The registry actor; only while the node runs."""
+        if self._registry is None:
+            raise RuntimeError("the node is not running")
+        return self._registry
 
     def start(self) -> None:
         """Start every actor; on failure stop those already running and raise StartError."""
         try:
             self._start()
-        except (OSError, SchemaError, ValueError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        except (OSError, SchemaError, StoreUnavailable, ValueError) as exc:
             self.stop()
             raise StartError(str(exc)) from exc
         except BaseException:
@@ -112,7 +124,7 @@ class Node:
             if transport is not None:
                 transport.close()
             raise
-        self._refs["registry"] = registry
+        self._refs["registry"] = self._registry = registry
         registry.tell(MemberState(config.node_name, True, http_address))
         peers = [_peer(Stage.REGISTRY, registry)]
         membership = detector = None
@@ -120,7 +132,8 @@ class Node:
             membership = MembershipActor.start(
                 engine.membership, transport, config.gossip.cluster_label, self.stats
             )
-            self._refs["membership"] = membership
+            self._refs["membership"] = self.membership = membership
+            self.gossip_address = engine.membership.members.addr
             detector = DetectorActor.start(engine.detection, self.stats)
             self._refs["detector"] = detector
             peers += [_peer(Stage.MEMBERSHIP, membership), _peer(Stage.DETECTION, detector)]
@@ -177,15 +190,18 @@ class Node:
         self._lag.stop()
         if self._seeds is not None:
             self._seeds.kill()
-        membership = self._refs.get("membership")
+            self._seeds = None
+        membership = self.membership
         if membership is not None and membership.is_alive():
             membership.ask(LeaveCluster(), timeout=ASK_TIMEOUT)
             interval = PRESETS[self.config.gossip.profile].gossip_interval
             gevent.sleep(LEAVE_ROUNDS * interval)
         for name in reversed(list(self._refs)):
             self._refs.pop(name).stop(block=True)
+        self._registry = self.membership = self.gossip_address = None
         if self._state is not None:
             self._state.close()  # after HTTP has drained: no call is in flight
+            self._state = None
         log.info("node %s stopped", self.config.node_name)
 
     def run_until_signalled(self) -> None:

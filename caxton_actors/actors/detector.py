@@ -14,12 +14,13 @@ from caxton_actors import metrics
 from caxton_actors.actors.stage import StageActor
 from caxton_actors.engine.detection import DetectionStage
 from caxton_actors.engine.messages import DetectionInput, Output, Tick
+from caxton_actors.runtime.actor import Request
 from caxton_actors.runtime.timer import Alarm
 from caxton_actors.swim.messages import ProbeSucceeded
 
 
 @dataclass(frozen=True, slots=True)
-class HealthScore:
+class HealthScore(Request[int]):
     """Asks for Lifeguard's local health score."""
 
 

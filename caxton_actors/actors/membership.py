@@ -36,6 +36,7 @@ from caxton_actors.engine.messages import (
     Transmit,
 )
 from caxton_actors.registry.records import RegistryPull
+from caxton_actors.runtime.actor import Request
 from caxton_actors.runtime.timer import Alarm
 from caxton_actors.swim.messages import (
     Addr,
@@ -55,15 +56,15 @@ STREAM_ANSWER_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class ListMembers:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
 class MemberView:
     record: MemberRecord
     changed_at: float
     """Unix time in seconds of the last state change."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListMembers(Request[tuple[MemberView, ...]]):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +97,6 @@ def event_kind(state: State, previous: State | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class GossipStatus:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
 class GossipHealth:
     addr: Addr
     """This node's gossip address, as its peers know it."""
@@ -109,6 +105,11 @@ class GossipHealth:
     """Unix time in seconds of the last full-state exchange, if any."""
     known: int
     """Members ever seen and still remembered, this node excluded."""
+
+
+@dataclass(frozen=True, slots=True)
+class GossipStatus(Request[GossipHealth]):
+    pass
 
 
 def _wall(monotonic: float) -> float:

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import gevent.threadpool
@@ -48,6 +48,7 @@ from caxton_actors.registry.store import (
     Tx,
     Written,
 )
+from caxton_actors.runtime.actor import Request
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +57,29 @@ MAX_BATCH = 512
 # Records the registry grows (or shrinks) by between two gc.freeze() calls.
 FREEZE_GROWTH = 10_000
 
+R = TypeVar("R")
 
-class RegistryRequest(ABC):
-    """A message the registry actor runs against the store."""
+
+@dataclass(frozen=True, slots=True)
+class RegistryFull:
+    """A registration refused: this node already owns ``limit`` agents."""
+
+    limit: int
+
+
+class RegistryRequest(Request[R], ABC):
+    """A message the registry actor runs against the store; its answer is ``apply``'s."""
 
     __slots__ = ()
 
     @abstractmethod
-    def apply(self, tx: Tx) -> Any: ...
+    def apply(self, tx: Tx) -> R: ...
 
 
 @dataclass(frozen=True, slots=True)
-class PutAgent(RegistryRequest):
+class PutAgent(RegistryRequest[Written | RegistryFull]):
+    """Answered ``RegistryFull`` when a new agent would pass this node's limit."""
+
     agent_id: str
     capabilities: tuple[str, ...]
     state_tool: str | None = None
@@ -78,7 +90,7 @@ class PutAgent(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class SaveReplica(RegistryRequest):
+class SaveReplica(RegistryRequest[None]):
     """Other owners' records as the replica now holds them: written behind the merge."""
 
     stored: tuple[AgentRecord, ...]
@@ -93,7 +105,7 @@ class SaveReplica(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteAgent(RegistryRequest):
+class DeleteAgent(RegistryRequest[bool]):
     agent_id: str
 
     def apply(self, tx: Tx) -> bool:
@@ -101,7 +113,7 @@ class DeleteAgent(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class CreateConversation(RegistryRequest):
+class CreateConversation(RegistryRequest[Conversation | None]):
     conversation_id: str
     participants: tuple[str, ...]
 
@@ -110,7 +122,7 @@ class CreateConversation(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class GetConversation(RegistryRequest):
+class GetConversation(RegistryRequest[Conversation | None]):
     conversation_id: str
 
     def apply(self, tx: Tx) -> Conversation | None:
@@ -118,7 +130,7 @@ class GetConversation(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class TouchConversation(RegistryRequest):
+class TouchConversation(RegistryRequest[Conversation | None]):
     conversation_id: str
 
     def apply(self, tx: Tx) -> Conversation | None:
@@ -126,7 +138,7 @@ class TouchConversation(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class CreateCorrelation(RegistryRequest):
+class CreateCorrelation(RegistryRequest[Correlation | None]):
     correlation_id: str
     sender_id: str
     ttl_ms: int
@@ -136,7 +148,7 @@ class CreateCorrelation(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class GetCorrelation(RegistryRequest):
+class GetCorrelation(RegistryRequest[Correlation | None]):
     correlation_id: str
 
     def apply(self, tx: Tx) -> Correlation | None:
@@ -144,7 +156,7 @@ class GetCorrelation(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteCorrelation(RegistryRequest):
+class DeleteCorrelation(RegistryRequest[bool]):
     correlation_id: str
 
     def apply(self, tx: Tx) -> bool:
@@ -152,13 +164,13 @@ class DeleteCorrelation(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class ReapCorrelations(RegistryRequest):
+class ReapCorrelations(RegistryRequest[int]):
     def apply(self, tx: Tx) -> int:
         return tx.reap_correlations()
 
 
 @dataclass(frozen=True, slots=True)
-class CheckDatabase(RegistryRequest):
+class CheckDatabase(RegistryRequest[bool]):
     def apply(self, tx: Tx) -> bool:
         return tx.check()
 
@@ -167,31 +179,24 @@ class CheckDatabase(RegistryRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class CountAgents:
+class CountAgents(Request[int]):
     """How many agents the cluster-wide registry holds."""
 
 
 @dataclass(frozen=True, slots=True)
-class GetAgent:
+class GetAgent(Request[Agent | None]):
     """The agent's newest claim anywhere in the cluster."""
 
     agent_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class ListAgents:
+class ListAgents(Request[list[Agent]]):
     capability: str | None
     after: str | None
     limit: int
     local: bool = False
     """Only this node's own agents."""
-
-
-@dataclass(frozen=True, slots=True)
-class GetStateTool:
-    """For an agent registered on this node: its state tool binding (None: stateless)."""
-
-    agent_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +206,10 @@ class StateBinding:
 
 
 @dataclass(frozen=True, slots=True)
-class RegistryDigest:
-    pass
+class GetStateTool(Request[StateBinding]):
+    """For an agent registered on this node: its state tool binding (None: stateless)."""
+
+    agent_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,15 +222,13 @@ class DigestView:
 
 
 @dataclass(frozen=True, slots=True)
-class RegistryFull:
-    """A registration refused: this node already owns ``limit`` agents."""
-
-    limit: int
+class RegistryDigest(Request[DigestView]):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
-class Housekeeping:
-    """Expire correlations and the replica's stale records."""
+class Housekeeping(Request[int]):
+    """Expire correlations and the replica's stale records; answers how many expired."""
 
 
 def _now_ms() -> int:
@@ -319,7 +324,7 @@ class RegistryActor(StageActor):
             case Dropped(reason=reason, count=count):
                 self._stats.incr(f"{metrics.REGISTRY_UPDATES_DROPPED}.{reason}", count)
 
-    def _batch(self, message: RegistryRequest) -> Any:
+    def _batch(self, message: RegistryRequest[Any]) -> Any:
         """Run ``message`` and every request queued behind it in one transaction."""
         followers = self.take_ready(lambda m: isinstance(m, RegistryRequest), MAX_BATCH - 1)
         requests = [message] + [envelope.message for envelope in followers]
@@ -341,7 +346,7 @@ class RegistryActor(StageActor):
                 envelope.reply_to.set(result)
         return results[0]
 
-    def _run(self, requests: list[RegistryRequest]) -> list[Any]:
+    def _run(self, requests: list[RegistryRequest[Any]]) -> list[Any]:
         """Commit the batch; then enter this node's own changes in the replica."""
         refused = self._over_limit(requests)
         runnable = [r for i, r in enumerate(requests) if i not in refused]
@@ -371,7 +376,7 @@ class RegistryActor(StageActor):
         full = RegistryFull(self._limits.max_agents_per_node)
         return [full if i in refused else next(answers) for i in range(len(requests))]
 
-    def _over_limit(self, requests: Sequence[RegistryRequest]) -> set[int]:
+    def _over_limit(self, requests: Sequence[RegistryRequest[Any]]) -> set[int]:
         """Registrations of new agents past this node's limit, by position in the batch."""
         room = self._limits.max_agents_per_node - self._replica.own_count()
         refused: set[int] = set()

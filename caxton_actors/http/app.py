@@ -1,4 +1,9 @@
-"""The Falcon application: routes, JSON through ujson, errors that explain."""
+"""The Falcon application: routes, JSON through ujson, errors that explain.
+
+Resources raise domain errors; the handlers here are the one place that turns
+them into HTTP statuses, so no resource needs to know how the store or an actor
+fails.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from caxton_actors import metrics
 from caxton_actors.http import resources as r
 from caxton_actors.http.media import json_handler
 from caxton_actors.http.openapi import OpenApi
+from caxton_actors.registry.store import StoreUnavailable
+from caxton_actors.state.contract import StateError
 
 
 class _Metrics:
@@ -43,14 +50,45 @@ def _route_not_found(
 
 
 def _method_not_allowed(
-    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+    req: falcon.Request,
+    resp: falcon.Response,
+    ex: falcon.HTTPMethodNotAllowed,
+    params: dict[str, Any],
 ) -> None:
-    assert isinstance(ex, falcon.HTTPMethodNotAllowed)
     allowed = dict(ex.headers or {}).get("Allow", "")
     raise falcon.HTTPMethodNotAllowed(
         allowed.split(", ") if allowed else [],
         description=f"{req.method} is not allowed on {req.path}; allowed: {allowed}",
     )
+
+
+def _actor_unavailable(
+    req: falcon.Request, resp: falcon.Response, ex: r.ActorUnavailable, params: dict[str, Any]
+) -> None:
+    raise falcon.HTTPServiceUnavailable(description=str(ex))
+
+
+def _store_unavailable(
+    req: falcon.Request, resp: falcon.Response, ex: StoreUnavailable, params: dict[str, Any]
+) -> None:
+    """Locked by another process, disk full: the client may retry later."""
+    raise falcon.HTTPServiceUnavailable(description=f"the database is unavailable: {ex}")
+
+
+# A failed state call's kind: the caller's fault (400), the tool's (502), too slow (504).
+_STATE_STATUS = {
+    "bad_key": falcon.HTTPBadRequest,
+    "bad_value": falcon.HTTPBadRequest,
+    "unavailable": falcon.HTTPBadGateway,
+    "backend": falcon.HTTPBadGateway,
+    "timeout": falcon.HTTPGatewayTimeout,
+}
+
+
+def _state_error(
+    req: falcon.Request, resp: falcon.Response, ex: StateError, params: dict[str, Any]
+) -> None:
+    raise _STATE_STATUS[ex.kind](description=str(ex))
 
 
 def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App[Any, Any]:
@@ -59,6 +97,9 @@ def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App[Any, Any]
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.add_error_handler(falcon.HTTPRouteNotFound, _route_not_found)
     app.add_error_handler(falcon.HTTPMethodNotAllowed, _method_not_allowed)
+    app.add_error_handler(r.ActorUnavailable, _actor_unavailable)
+    app.add_error_handler(StoreUnavailable, _store_unavailable)
+    app.add_error_handler(StateError, _state_error)
 
     app.add_route("/health", r.Health(actors))
     app.add_route("/health/ready", r.Ready(actors))

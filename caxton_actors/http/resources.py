@@ -2,27 +2,30 @@
 
 Resources hold no state of their own. Every question goes to an actor as an
 immutable message with a deadline; an actor that does not answer in time is
-a 503 that names it, never a hung request.
+a 503 that names it, never a hung request. Failures are raised as domain
+errors (:class:`ActorUnavailable`, ``StoreUnavailable``, ``StateError``), and
+``app.py`` maps them to HTTP in one place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import falcon
 import gevent.queue
 import pykka
-import sqlalchemy.exc
 
-from caxton_actors.actors.detector import HealthScore
+from caxton_actors.actors.detector import DetectorActor, HealthScore
 from caxton_actors.actors.membership import (
     GossipStatus,
     ListMembers,
     MemberEvent,
+    MembershipActor,
     MemberView,
     Subscribe,
     Unsubscribe,
@@ -40,6 +43,7 @@ from caxton_actors.actors.registry import (
     GetStateTool,
     ListAgents,
     PutAgent,
+    RegistryActor,
     RegistryDigest,
     RegistryFull,
     TouchConversation,
@@ -49,7 +53,8 @@ from caxton_actors.engine.messages import JoinCluster, LeaveCluster
 from caxton_actors.http import media
 from caxton_actors.http.media import read_json_object
 from caxton_actors.registry.replica import LIMITS
-from caxton_actors.runtime.actor import Ping
+from caxton_actors.registry.store import Agent, Conversation, Correlation
+from caxton_actors.runtime.actor import GeventActor, Ping, Request, ask
 from caxton_actors.state.contract import MAX_VALUE_BYTES, StateError
 from caxton_actors.state.service import StateService
 from caxton_actors.swim.messages import HTTP_META_KEY
@@ -65,6 +70,8 @@ MAX_SEEDS = 64
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 _ID = re.compile(ID_PATTERN)  # used with fullmatch: a trailing newline does not pass
 
+R = TypeVar("R")
+
 
 @dataclass(frozen=True, slots=True)
 class Actors:
@@ -73,29 +80,39 @@ class Actors:
     ``membership`` and ``detector`` are None on a node without gossip.
     """
 
-    registry: pykka.ActorRef[Any]
-    membership: pykka.ActorRef[Any] | None
-    detector: pykka.ActorRef[Any] | None
-    all: tuple[tuple[str, pykka.ActorRef[Any]], ...]
+    registry: pykka.ActorRef[RegistryActor]
+    membership: pykka.ActorRef[MembershipActor] | None
+    detector: pykka.ActorRef[DetectorActor] | None
+    all: tuple[tuple[str, pykka.ActorRef[GeventActor]], ...]
     timeout: float
     state: StateService
 
 
-def _ask(ref: pykka.ActorRef[Any], message: object, name: str, timeout: float) -> Any:
+class ActorUnavailable(Exception):
+    """An actor did not answer in time, or is not running; the message names it."""
+
+
+@contextlib.contextmanager
+def _answering(name: str, timeout: float) -> Iterator[None]:
+    """Turn a wait on the ``name`` actor that comes to nothing into :class:`ActorUnavailable`."""
     try:
-        return ref.ask(message, timeout=timeout)
+        yield
     except pykka.Timeout:
-        raise falcon.HTTPServiceUnavailable(
-            description=f"the {name} actor did not answer within {timeout:g}s"
-        ) from None
+        raise ActorUnavailable(f"the {name} actor did not answer within {timeout:g}s") from None
     except pykka.ActorDeadError:
-        raise falcon.HTTPServiceUnavailable(
-            description=f"the {name} actor is not running"
-        ) from None
-    except sqlalchemy.exc.OperationalError as exc:  # locked by another process, disk full
-        raise falcon.HTTPServiceUnavailable(
-            description=f"the database is unavailable: {exc.orig}"
-        ) from None
+        raise ActorUnavailable(f"the {name} actor is not running") from None
+
+
+def _ask(ref: pykka.ActorRef[Any], request: Request[R], name: str, timeout: float) -> R:
+    """The typed :func:`ask`; ``name`` is how a 503 calls the actor."""
+    with _answering(name, timeout):
+        return ask(ref, request, timeout)
+
+
+def _command(ref: pykka.ActorRef[Any], message: object, name: str, timeout: float) -> None:
+    """Wait until the actor has handled ``message``, a command whose answer carries nothing."""
+    with _answering(name, timeout):
+        ref.ask(message, block=False).get(timeout=timeout)
 
 
 def valid_id(value: object, field: str) -> str:
@@ -137,7 +154,7 @@ def _required(body: Mapping[str, Any], field: str) -> Any:
     return body[field]
 
 
-def _plain(record: Any) -> dict[str, Any]:
+def _plain(record: Agent | Conversation | Correlation) -> dict[str, Any]:
     """A stored record as a JSON object (``dataclasses.asdict`` deep-copies: 30x slower)."""
     return {name: getattr(record, name) for name in record.__slots__}
 
@@ -154,8 +171,8 @@ class Resource:
     def __init__(self, actors: Actors) -> None:
         self.actors = actors
 
-    def registry(self, message: object) -> Any:
-        return _ask(self.actors.registry, message, "registry", self.actors.timeout)
+    def registry(self, request: Request[R]) -> R:
+        return _ask(self.actors.registry, request, "registry", self.actors.timeout)
 
 
 class Health(Resource):
@@ -279,7 +296,7 @@ class ClusterJoin(Resource):
             raise falcon.HTTPBadRequest(description=str(exc)) from None
         me = _ask(self.actors.membership, GossipStatus(), "membership", self.actors.timeout).addr
         found = seeds_resolve(addresses, me)  # DNS here, in this request's greenlet
-        _ask(
+        _command(
             self.actors.membership,
             JoinCluster(found.addresses),
             "membership",
@@ -304,7 +321,7 @@ class ClusterLeave(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self.actors.membership is None:
             raise _gossip_off()
-        _ask(self.actors.membership, LeaveCluster(), "membership", self.actors.timeout)
+        _command(self.actors.membership, LeaveCluster(), "membership", self.actors.timeout)
         resp.status = falcon.HTTP_202
         resp.media = {"status": "left"}
 
@@ -394,18 +411,12 @@ class AgentRoute(Resource):
         }
 
 
-_STATE_STATUS = {
-    "bad_key": falcon.HTTPBadRequest,
-    "bad_value": falcon.HTTPBadRequest,
-    "unavailable": falcon.HTTPBadGateway,
-    "backend": falcon.HTTPBadGateway,
-    "timeout": falcon.HTTPGatewayTimeout,
-}
-
-
 class _StateResource(Resource):
     def state(self, agent_id: str, operation: str, *args: Any) -> Any:
-        """Call the agent's state tool; the agent must live here and have one."""
+        """Call the agent's state tool; the agent must live here and have one.
+
+        A failed call raises ``StateError``; ``app.py`` maps its kind to a status.
+        """
         binding = self.registry(GetStateTool(valid_id(agent_id, "agent id")))
         if not binding.registered_here:
             elsewhere = self.registry(GetAgent(agent_id))
@@ -420,10 +431,7 @@ class _StateResource(Resource):
                 description=f"agent {agent_id!r} is stateless: it was registered without a "
                 "state_tool"
             )
-        try:
-            return self.actors.state.call(binding.tool, operation, agent_id, *args)
-        except StateError as exc:
-            raise _STATE_STATUS[exc.kind](description=str(exc)) from None
+        return self.actors.state.call(binding.tool, operation, agent_id, *args)
 
 
 class AgentStateItem(_StateResource):
@@ -578,14 +586,14 @@ class Events(Resource):
         if membership is None:
             raise _gossip_off()
         queue: gevent.queue.Queue[MemberEvent] = gevent.queue.Queue()
-        _ask(membership, Subscribe(queue), "membership", self.actors.timeout)
+        _command(membership, Subscribe(queue), "membership", self.actors.timeout)
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
         resp.stream = _event_stream(membership, queue)
 
 
 def _event_stream(
-    membership: pykka.ActorRef[Any], queue: gevent.queue.Queue[MemberEvent]
+    membership: pykka.ActorRef[MembershipActor], queue: gevent.queue.Queue[MemberEvent]
 ) -> Iterator[bytes]:
     try:
         yield b": member events\n\n"

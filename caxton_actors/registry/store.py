@@ -40,6 +40,19 @@ from caxton_actors.registry.schema import (
 BUSY_TIMEOUT_MS = 1000
 
 
+class StoreUnavailable(Exception):
+    """The file cannot be used now or at all: locked, full, read-only, not a database.
+
+    The store raises it for every SQLAlchemy error so that no caller needs to know
+    SQL to handle one; the message says what went wrong.
+    """
+
+
+def _reason(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's own message ("database is locked"), without SQLAlchemy's wrapping."""
+    return str(exc.orig) if isinstance(exc, sa.exc.DBAPIError) else str(exc)
+
+
 @dataclass(frozen=True, slots=True)
 class Agent:
     id: str
@@ -71,7 +84,7 @@ class Correlation:
 class Written:
     """The result of an upsert: the record as stored and whether it is new."""
 
-    record: Any
+    record: Agent
     created: bool
 
 
@@ -339,19 +352,26 @@ class Store:
         sa.event.listen(self._engine, "connect", _on_connect)
         sa.event.listen(self._engine, "begin", _on_begin)
         self._node_id = node_id
-        self._conn = self._engine.connect()
-        with self._conn.begin():
-            migrate(self._conn)
+        try:
+            self._conn = self._engine.connect()
+            with self._conn.begin():
+                migrate(self._conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"cannot open {path}: {_reason(exc)}") from exc
 
     def run_batch(self, requests: Sequence[Callable[[Tx], Any]], now: int) -> list[Any]:
         """Run every request in one transaction; return their results.
 
         A request that raises rolls the whole batch back, so either every
-        write of the batch is committed or none is.
+        write of the batch is committed or none is. A database error is raised
+        as :class:`StoreUnavailable`.
         """
-        with self._conn.begin():
-            tx = Tx(self._conn, now, self._node_id)
-            results = [request(tx) for request in requests]
+        try:
+            with self._conn.begin():
+                tx = Tx(self._conn, now, self._node_id)
+                results = [request(tx) for request in requests]
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(_reason(exc)) from exc
         return results
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import gevent
 import gevent.event
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from pykka._future import GetHookFunc
     from pykka._types import OptExcInfo
 
-__all__ = ["GeventActor", "GeventFuture", "Ping"]
+__all__ = ["GeventActor", "GeventFuture", "Ping", "Request", "ask"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class GeventFuture(pykka.Future[T]):
@@ -72,8 +73,26 @@ class GeventFuture(pykka.Future[T]):
         super().set_get_hook(func)
 
 
+class Request(Generic[R]):
+    """A message its actor answers with an ``R``, so that :func:`ask` returns one.
+
+    Empty ``__slots__``: slotted dataclass subclasses stay without a ``__dict__``.
+    """
+
+    __slots__ = ()
+
+
+def ask(ref: pykka.ActorRef[Any], request: Request[R], timeout: float) -> R:
+    """Ask ``ref`` and wait up to ``timeout`` seconds, typed by the request.
+
+    Raises ``pykka.Timeout`` when no answer comes in time, ``pykka.ActorDeadError``
+    when the actor is not running, and whatever the actor raised answering.
+    """
+    return cast(R, ref.ask(request, block=False).get(timeout=timeout))
+
+
 @dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(Request[bool]):
     """Asks any actor whether it is processing messages; it answers ``True``."""
 
 

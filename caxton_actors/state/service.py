@@ -10,6 +10,7 @@ Tools are opened on first use, on a worker thread too (opening one connects), an
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -28,6 +29,8 @@ POOL_THREADS = 32
 CALLS_PER_TOOL = 8
 # Inline tools (an agent's own {type, config}) kept open at once.
 MAX_INLINE_TOOLS = 16
+
+log = logging.getLogger(__name__)
 
 
 def open_tool(spec: ToolSpec, timeout: float) -> Tool:
@@ -62,6 +65,8 @@ class StateService:
         self._opening = threading.Lock()
         self._used: dict[ToolSpec, float] = {}
         """When each tool was last called: the least recently used inline ones are closed."""
+        for name, spec in named.items():  # an MCP server takes seconds to start: not on a call
+            self._pool.spawn(self._warm, name, spec)
 
     def binding(self, value: object) -> str:
         """A registration's ``state_tool`` checked and made canonical, for the registry."""
@@ -138,13 +143,26 @@ class StateService:
 
     def _run(self, spec: ToolSpec, operation: str, args: tuple[Any, ...]) -> Any:
         """On a worker thread."""
+        return getattr(self._open(spec), operation)(*args)
+
+    def _open(self, spec: ToolSpec) -> Tool:
         tool = self._tools.get(spec)
         if tool is None:
             with self._opening:  # held only while a tool opens, not for calls on open ones
                 tool = self._tools.get(spec)
                 if tool is None:
                     tool = self._tools[spec] = open_tool(spec, self.timeout)
-        return getattr(tool, operation)(*args)
+        return tool
+
+    def _warm(self, name: str, spec: ToolSpec) -> None:
+        """Open a configured tool at start-up (on a worker thread); a failure is retried
+        by the first call, which reports it."""
+        try:
+            self._open(spec)
+        except StateError as exc:
+            log.warning("state tool %s could not be opened at start-up: %s", name, exc)
+        else:
+            log.info("state tool %s is open", name)
 
     def close(self) -> None:
         for tool in self._tools.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import falcon.inspect
 import pykka
@@ -19,7 +20,7 @@ CONVERTER = re.compile(r":\w+}")  # Falcon's {key:path} is OpenAPI's {key}
 
 
 def _real_routes() -> dict[str, set[str]]:
-    ref = GeventActor.start()
+    ref: pykka.ActorRef[Any] = GeventActor.start()  # routes are only inspected: any actor does
     try:
         state = StateService({}, 1.0, NullMetrics())
         app = create_app(Actors(ref, None, None, (), 1.0, state), NullMetrics())

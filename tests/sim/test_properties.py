@@ -126,3 +126,26 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
 
     assert run(11) == run(11)
     assert run(11) != run(12)
+
+
+# Every node the production engine, with datagrams reordered (delays spread over 50 ms),
+# duplicated and lost, busy mailboxes (each hop up to 10 ms late, in order), and one
+# stream in twenty failing.
+REORDERING = Network(
+    loss=0.02, max_delay=0.05, duplicate=0.02, hop_jitter=0.01, stream_failure=0.05
+)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:20])
+def test_reordered_and_busy_a_crash_is_found_and_no_live_member_dies(seed: int) -> None:
+    cluster = _cluster(seed, REORDERING)
+    crashed_at = cluster.now
+    cluster.crash("n7")
+    bound = 2 * LAN.probe_interval + LAN.suspicion_timeout(SIZE) * LAN.suspicion_max_timeout_mult
+    cluster.run_for(bound + 5.0)
+    dead = _declared(cluster, "n7", State.DEAD, since=crashed_at)
+    assert set(dead) == set(cluster.live), f"seed {seed}: missing {set(cluster.live) - set(dead)}"
+    wrongly = [o for o in cluster.observed if o.state is State.DEAD and o.member != "n7"]
+    assert wrongly == [], f"seed {seed}: {wrongly[:3]}"
+    cluster.run_for(30.0)
+    assert cluster.converged()

@@ -129,6 +129,12 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     path = workdir / "caxton.yaml"
     path.write_text(yaml.safe_dump(config))
     running = start_node(workdir, "--config", str(path))
+    # The node opens configured tools at start; starting the SDK's server takes a second
+    # or two, which the calls below must not pay inside their 2 s deadline.
+    deadline = time.monotonic() + 20
+    while "state tool business is open" not in running.log():
+        assert time.monotonic() < deadline, running.log()
+        time.sleep(0.1)
     yield running
     running.proc.terminate()
     running.proc.wait(timeout=20)

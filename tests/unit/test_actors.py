@@ -23,6 +23,7 @@ from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
 from caxton_actors.metrics import NullMetrics
 from caxton_actors.registry.replica import Replica
+from caxton_actors.registry.store import StoreUnavailable
 from caxton_actors.runtime.actor import GeventActor
 from caxton_actors.runtime.lag import LoopLagMonitor
 from caxton_actors.state.service import StateService
@@ -33,6 +34,13 @@ class Stuck(GeventActor):
 
     def on_receive(self, message: Any) -> Any:
         gevent.sleep(1)
+
+
+class Locked(GeventActor):
+    """A registry whose file another process holds locked."""
+
+    def on_receive(self, message: Any) -> Any:
+        raise StoreUnavailable("database is locked")
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +89,7 @@ def test_concurrent_requests_share_commits_and_keep_order(tmp_path: Path) -> Non
 def test_a_file_it_cannot_use_fails_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "not-a-db.db"
     bad.write_bytes(b"this is not an sqlite file" * 100)
-    with pytest.raises(Exception, match="not a database"):
+    with pytest.raises(StoreUnavailable, match="not a database"):
         RegistryActor.start(bad, _stage(), 60.0, NullMetrics())
 
 
@@ -106,6 +114,12 @@ def test_a_stopped_actor_is_a_503() -> None:
     reply = _client(registry).simulate_get("/health/gossip")
     assert reply.status_code == 503
     assert "not running" in reply.json["description"]
+
+
+def test_an_unavailable_store_is_a_503_that_says_why() -> None:
+    reply = _client(Locked.start()).simulate_put("/agents/a1", json={"capabilities": []})
+    assert reply.status_code == 503
+    assert reply.json["description"] == "the database is unavailable: database is locked"
 
 
 def test_ready_names_what_failed(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import gevent
 import pykka
 import pytest
 
-from caxton_actors.runtime.actor import GeventActor, GeventFuture, Ping
+from caxton_actors.runtime.actor import GeventActor, GeventFuture, Ping, ask
 from caxton_actors.runtime.lag import LoopLagMonitor
 
 
@@ -55,7 +55,7 @@ def test_ask_tell_and_greenlet_not_thread() -> None:
     assert ref.ask("second", timeout=1) == "second"
     assert ref.proxy().seen.get(timeout=1) == ["first", "second"]
     assert isinstance(ref.ask("x", block=False), GeventFuture)
-    assert ref.ask(Ping(), timeout=1) is True
+    assert ask(ref, Ping(), timeout=1) is True
 
 
 def test_ask_timeout_raises_pykka_timeout() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from caxton_actors.registry.records import AgentRecord, Head
 from caxton_actors.registry.schema import SCHEMA_VERSION, SchemaError
-from caxton_actors.registry.store import Agent, Store, Tx
+from caxton_actors.registry.store import Agent, Store, StoreUnavailable, Tx
 
 # The seed's own SQL, as a version-0 file would hold it.
 SEED_SQL = """
@@ -80,6 +80,28 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     raw.close()
     with pytest.raises(SchemaError, match="newer"):
         Store(path, "n")
+
+
+def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-db.db"
+    path.write_bytes(b"this is not an sqlite file" * 100)
+    with pytest.raises(
+        StoreUnavailable, match=r"cannot open .*not-a-db\.db: file is not a database"
+    ):
+        Store(path, "n")
+
+
+def test_a_locked_database_is_unavailable_and_says_so(store: Store, tmp_path: Path) -> None:
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(StoreUnavailable, match=r"^database is locked$"):
+            run(store, 1, lambda tx: tx.put_agent("x", ()))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    (written,) = run(store, 2, lambda tx: tx.put_agent("x", ()))
+    assert written.created
 
 
 def test_put_update_and_the_capability_index(tmp_path: Path) -> None:

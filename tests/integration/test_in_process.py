@@ -1,0 +1,191 @@
+"""Several real nodes in one process, over an in-memory network.
+
+Every actor is the real one (membership, detection, registry on a real SQLite file,
+HTTP on a loopback port); only the gossip transport is the fake of
+``tests/support/memnet.py``, with loss, delay and partitions. Faster and more
+controllable than processes (``tests/cluster``), and it shows the actors carry the
+engine's hops and effects as the simulator assumes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import gevent
+import pytest
+
+from caxton_actors.actors.membership import ListMembers
+from caxton_actors.actors.registry import DeleteAgent, GetAgent, PutAgent
+from caxton_actors.config import Address, Config, GossipConfig
+from caxton_actors.node import Node
+from caxton_actors.registry.replica import ACTIVE, UNREACHABLE
+from caxton_actors.runtime.actor import ask
+from caxton_actors.swim.messages import Addr, State
+from tests.support.memnet import MemoryNetwork
+
+PERIOD = 0.3  # seconds: the protocol period (the local profile's other timings apply)
+TIMEOUT = 5.0
+StartNode = Callable[..., Node]
+
+
+def _config(tmp_path: Path, name: str, seed: Address | None) -> Config:
+    gossip = GossipConfig(
+        enabled=True,
+        bind_address=Address("127.0.0.1", 0),
+        seed_nodes=() if seed is None else (seed,),
+        gossip_interval=PERIOD,
+        failure_detection_timeout=30.0,
+        profile="local",
+    )
+    return Config(
+        node_name=name,
+        sqlite_path=tmp_path / f"{name}.db",
+        http_bind=Address("127.0.0.1", 0),
+        gossip=gossip,
+    )
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Node]]:
+    running: list[Node] = []
+
+    def start_node(network: MemoryNetwork, name: str, seed: Node | None = None) -> Node:
+        node = Node(
+            _config(tmp_path, name, None if seed is None else _address(seed)), network.transport
+        )
+        node.start()
+        running.append(node)
+        return node
+
+    yield start_node
+    for node in running:
+        node.stop()
+
+
+def _gossip(node: Node) -> Addr:
+    assert node.gossip_address is not None
+    return node.gossip_address
+
+
+def _address(node: Node) -> Address:
+    host, port = _gossip(node)
+    return Address(host, port)
+
+
+def _states(node: Node) -> dict[str, State]:
+    assert node.membership is not None
+    views = ask(node.membership, ListMembers(), TIMEOUT)
+    return {view.record.name: view.record.state for view in views}
+
+
+def _eventually(check: Callable[[], bool], within: float, what: str) -> float:
+    """Seconds until ``check`` holds; fails after ``within``."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < within, f"not within {within} s: {what}"
+        gevent.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _cluster(start: StartNode, network: MemoryNetwork, size: int) -> list[Node]:
+    first = start(network, "n0")
+    nodes = [first] + [start(network, f"n{i}", first) for i in range(1, size)]
+    names = {f"n{i}" for i in range(size)}
+    _eventually(
+        lambda: all(_states(n) == dict.fromkeys(names, State.ALIVE) for n in nodes),
+        10.0,
+        "every node sees every node alive",
+    )
+    return nodes
+
+
+def test_nodes_join_and_a_registration_reaches_every_node(start: StartNode) -> None:
+    nodes = _cluster(start, MemoryNetwork(seed=1), 3)
+    ask(nodes[1].registry, PutAgent("planner", ("plan",)), TIMEOUT)
+
+    def everywhere(owner: str | None) -> bool:
+        found = [ask(n.registry, GetAgent("planner"), TIMEOUT) for n in nodes]
+        return all((a.node_id if a else None) == owner for a in found)
+
+    _eventually(lambda: everywhere("n1"), 5.0, "the agent is listed everywhere")
+    assert ask(nodes[1].registry, DeleteAgent("planner"), TIMEOUT)
+    _eventually(lambda: everywhere(None), 5.0, "the removal reaches everywhere")
+
+
+def test_registrations_converge_on_a_lossy_network(start: StartNode) -> None:
+    nodes = _cluster(start, MemoryNetwork(seed=2, loss=0.1), 3)
+    for i in range(30):
+        ask(nodes[i % 3].registry, PutAgent(f"a{i}", ()), TIMEOUT)
+
+    def converged() -> bool:
+        return all(
+            ask(n.registry, GetAgent(f"a{i}"), TIMEOUT) is not None
+            for n in nodes
+            for i in range(30)
+        )
+
+    _eventually(converged, 15.0, "all 30 agents on every node despite 10 % loss")
+
+
+def test_a_silent_node_is_declared_dead_and_its_agents_unreachable(start: StartNode) -> None:
+    network = MemoryNetwork(seed=3)
+    nodes = _cluster(start, network, 3)
+    ask(nodes[2].registry, PutAgent("worker", ()), TIMEOUT)
+    _eventually(
+        lambda: ask(nodes[0].registry, GetAgent("worker"), TIMEOUT) is not None, 5.0, "spread"
+    )
+    network.silence(_gossip(nodes[2]))  # a crash, as n0 and n1 see it
+    _eventually(
+        lambda: all(_states(n)["n2"] is State.DEAD for n in nodes[:2]), 15.0, "n2 dead on both"
+    )
+    agent = ask(nodes[0].registry, GetAgent("worker"), TIMEOUT)
+    assert agent is not None
+    assert agent.status == UNREACHABLE
+
+
+def test_a_partition_heals_into_one_view(start: StartNode) -> None:
+    network = MemoryNetwork(seed=4)
+    nodes = _cluster(start, network, 3)
+    near, far = [_gossip(n) for n in nodes[:2]], [_gossip(nodes[2])]
+    network.partition(near, far)
+    _eventually(lambda: _states(nodes[0])["n2"] is State.DEAD, 15.0, "the far side is dead")
+    ask(nodes[2].registry, PutAgent("cut-off", ()), TIMEOUT)
+    network.heal()
+    # The far side is found again by a full-state exchange with a dead member (15 s).
+    _eventually(
+        lambda: all(set(_states(n).values()) == {State.ALIVE} for n in nodes), 40.0, "one view"
+    )
+    _eventually(
+        lambda: ask(nodes[0].registry, GetAgent("cut-off"), TIMEOUT) is not None,
+        5.0,
+        "what the far side registered meanwhile",
+    )
+
+
+def test_a_node_restarted_on_its_file_keeps_its_agents_and_knows_the_rest(
+    start: StartNode,
+) -> None:
+    network = MemoryNetwork(seed=5)
+    nodes = _cluster(start, network, 3)
+    ask(nodes[0].registry, PutAgent("elsewhere", ()), TIMEOUT)
+    ask(nodes[2].registry, PutAgent("mine", ()), TIMEOUT)
+    _eventually(
+        lambda: ask(nodes[2].registry, GetAgent("elsewhere"), TIMEOUT) is not None, 5.0, "spread"
+    )
+    nodes[2].stop()
+    again = start(network, "n2", nodes[0])  # the same file: tmp_path / "n2.db"
+    # Before it has heard from anyone, it answers for the cluster from its file.
+    found = ask(again.registry, GetAgent("elsewhere"), TIMEOUT)
+    assert found is not None
+    assert found.node_id == "n0"
+    _eventually(lambda: _states(nodes[0])["n2"] is State.ALIVE, 10.0, "n2 back")
+    _eventually(
+        lambda: (
+            (a := ask(nodes[0].registry, GetAgent("mine"), TIMEOUT)) is not None
+            and a.status == ACTIVE
+        ),
+        5.0,
+        "its agent is active again everywhere",
+    )

@@ -1,0 +1,146 @@
+"""The engine's routing, driven by hand: which stage hears what, in which order."""
+
+from __future__ import annotations
+
+import random
+
+from caxton_actors.engine import Engine, answers, stream_request
+from caxton_actors.engine.messages import (
+    Answer,
+    AnswerPull,
+    Dropped,
+    Exchange,
+    HeardHeads,
+    Hop,
+    Inbound,
+    MemberState,
+    Merge,
+    Output,
+    Packet,
+    Persist,
+    Probe,
+    PullFrom,
+    Register,
+    SpreadHeads,
+    Stage,
+    SyncRequest,
+    Tick,
+    Transmit,
+)
+from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+from caxton_actors.swim.messages import (
+    HTTP_META_KEY,
+    Ack,
+    Alive,
+    Gossip,
+    MemberChanged,
+    MemberRecord,
+    Ping,
+    ProbeFailed,
+    Send,
+    State,
+    StateSync,
+)
+from caxton_actors.swim.timing import LAN
+
+A = ("10.0.0.1", 7946)
+B = ("10.0.0.2", 7946)
+
+
+def _engine() -> Engine:
+    return Engine("a", A, LAN, random.Random(1), 0.0, meta=((HTTP_META_KEY, "a:8080"),))
+
+
+def _hops(outputs: list[Output], stage: Stage) -> list[object]:
+    return [o.message for o in outputs if isinstance(o, Hop) and o.stage is stage]
+
+
+def test_a_datagrams_heads_reach_the_registry_before_its_probe_reaches_detection() -> None:
+    engine = _engine()
+    packet = Packet("b", B, Ping(7, "a"), (Alive("b", 1, B),), (Head("b", 42),))
+    outputs = engine.membership.handle(1.0, Inbound(packet))
+    hops = [o for o in outputs if isinstance(o, Hop)]
+    assert hops[0] == Hop(Stage.REGISTRY, HeardHeads(B, (Head("b", 42),)))
+    assert Hop(Stage.DETECTION, Probe(B, Ping(7, "a"))) in hops
+    # The new member goes to the table, the prober and the registry (with its route).
+    [changed] = [o for o in outputs if isinstance(o, MemberChanged)]
+    assert changed.member.name == "b"
+    assert Hop(Stage.DETECTION, changed) in hops
+    assert MemberState("b", True, None) in _hops(outputs, Stage.REGISTRY)
+
+
+def test_a_pull_answer_goes_to_the_registry_and_a_pull_datagram_is_dropped() -> None:
+    engine = _engine()
+    update = AgentUpdate((), (Head("b", 3),))
+    assert _hops(
+        engine.membership.handle(1.0, Inbound(Packet("b", B, update))), Stage.REGISTRY
+    ) == [Merge(update)]
+    pull = Packet("b", B, RegistryPull((Head("a", 0),)))
+    assert Dropped("unexpected_datagram") in engine.membership.handle(1.0, Inbound(pull))
+
+
+def test_stream_requests_are_answered_by_the_stage_that_owns_them() -> None:
+    sync = Packet("b", B, StateSync((), reply=True))
+    asked = RegistryPull(())
+    pull = Packet("b", B, asked)
+    assert stream_request(sync) == Hop(Stage.MEMBERSHIP, SyncRequest(sync))
+    assert stream_request(pull) == Hop(Stage.REGISTRY, AnswerPull(asked))
+    assert stream_request(Packet("b", B, Gossip())) is None
+    assert answers(sync.message, StateSync((), reply=False))
+    assert not answers(pull.message, StateSync((), reply=False))
+
+
+def test_a_full_state_exchange_is_answered_on_its_stream_with_table_and_heads() -> None:
+    engine = _engine()
+    engine.membership.handle(0.0, SpreadHeads((), (Head("a", 5),)))
+    record = MemberRecord("b", B, 1, State.ALIVE)
+    outputs = engine.membership.handle(1.0, SyncRequest(Packet("b", B, StateSync((record,), True))))
+    [answer] = [o for o in outputs if isinstance(o, Answer)]
+    assert answer.packet is not None
+    assert isinstance(answer.packet.message, StateSync)
+    assert {r.name for r in answer.packet.message.members} == {"a", "b"}
+    assert answer.packet.heads == (Head("a", 5),)
+    assert not [o for o in outputs if isinstance(o, Exchange)]  # answered, not re-pushed
+
+
+def test_a_probe_that_fails_becomes_a_suspicion_one_hop_later() -> None:
+    engine = _engine()
+    engine.detection.handle(0.0, MemberChanged(MemberRecord("b", B, 1, State.ALIVE), None))
+    engine.membership.handle(0.0, Inbound(Packet("b", B, Gossip(), (Alive("b", 1, B),))))
+    pinged = _hops(engine.detection.handle(1.0, Tick()), Stage.MEMBERSHIP)
+    assert [type(p).__name__ for p in pinged] == ["Send"]
+    failed = _hops(engine.detection.handle(3.0, Tick()), Stage.MEMBERSHIP)
+    assert failed[0] == ProbeFailed("b", 1)  # then the next period's ping
+    outputs = engine.membership.handle(3.0, failed[0])
+    [suspected] = [o for o in outputs if isinstance(o, MemberChanged)]
+    assert suspected.member.state is State.SUSPECT
+
+
+def test_an_ack_leaves_membership_with_updates_on_board() -> None:
+    engine = _engine()
+    engine.membership.handle(0.0, Inbound(Packet("b", B, Gossip(), (Alive("b", 1, B),))))
+    [sent] = engine.membership.handle(1.0, Send(B, Ack(3)))
+    assert isinstance(sent, Transmit)
+    assert sent.to == B
+    assert Alive("a", 0, A, ((HTTP_META_KEY, "a:8080"),)) in sent.packet.piggyback
+
+
+def test_the_registry_stage_spreads_news_pulls_and_persists_merges() -> None:
+    engine = _engine()
+    outputs = engine.registry.handle(1.0, Register("planner", ("plan",)))
+    [spread] = _hops(outputs, Stage.MEMBERSHIP)
+    assert isinstance(spread, SpreadHeads)
+    assert [h.name for h in spread.news] == ["a"]
+    engine.registry.handle(1.0, MemberState("b", True, "b:8080"))
+    pulls = _hops(engine.registry.handle(1.0, HeardHeads(B, (Head("b", 9),))), Stage.MEMBERSHIP)
+    assert pulls == [PullFrom(B, RegistryPull((Head("b", 0),)))]
+    record = AgentRecord("b", "worker", 9, (), 1000)
+    outputs = engine.registry.handle(1.5, Merge(AgentUpdate((record,), (Head("b", 9),))))
+    [persist] = [o for o in outputs if isinstance(o, Persist)]
+    assert persist.stored == (record,)
+    assert persist.heads == ((Head("b", 9), 0),)
+    [answer] = engine.registry.handle(2.0, AnswerPull(RegistryPull((Head("a", 0),))))
+    assert isinstance(answer, Answer)
+    assert answer.packet is not None
+    assert isinstance(answer.packet.message, AgentUpdate)
+    assert [r.agent_id for r in answer.packet.message.records] == ["planner"]
