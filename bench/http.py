@@ -152,7 +152,7 @@ def serve_bare(port: int) -> None:
     import gevent.event  # noqa: PLC0415
 
     from caxton_actors.actors.http import HttpActor, listen  # noqa: PLC0415
-    from caxton_actors.config import Address  # noqa: PLC0415
+    from caxton_actors.address import Address  # noqa: PLC0415
     from caxton_actors.http.media import json_handler  # noqa: PLC0415
 
     class Gossip:

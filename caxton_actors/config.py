@@ -19,6 +19,7 @@ from typing import TypeAlias, TypeVar
 
 import yaml
 
+from caxton_actors.address import Address
 from caxton_actors.state.contract import StateError, ToolSpec, parse_tool_spec
 from caxton_actors.swim.timing import PRESETS
 
@@ -26,6 +27,8 @@ ENV_PREFIX = "CAXTON_"
 ROOT_KEY = "caxton_config"
 HTTP_PORT = 8080
 GOSSIP_PORT = 7946
+HTTP_BIND = Address("127.0.0.1", HTTP_PORT)
+GOSSIP_BIND = Address("0.0.0.0", GOSSIP_PORT)
 STATSD_PORT = 8125
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -52,22 +55,11 @@ REAP_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class Address:
-    """A host and port, kept unresolved so that a name is looked up only when it is used."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
 class GossipConfig:
     """Cluster membership; off by default so a single node needs no configuration."""
 
     enabled: bool = False
-    bind_address: Address = Address("0.0.0.0", GOSSIP_PORT)
+    bind_address: Address = GOSSIP_BIND
     seed_nodes: tuple[Address, ...] = ()
     gossip_interval: float = 1.0  # seconds: the protocol period, one probe each
     failure_detection_timeout: float = 60.0  # seconds a dead or left member is remembered
@@ -90,7 +82,7 @@ class Config:
     node_name: str
     embedded_only: bool = True
     sqlite_path: Path = Path("caxton_local.db")
-    http_bind: Address = Address("127.0.0.1", HTTP_PORT)
+    http_bind: Address = HTTP_BIND
     gossip: GossipConfig = GossipConfig()
     statsd: StatsdConfig = StatsdConfig()
     reap_interval: float = REAP_INTERVAL

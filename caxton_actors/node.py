@@ -21,7 +21,8 @@ from caxton_actors.actors.http import HttpActor, listen
 from caxton_actors.actors.membership import MembershipActor
 from caxton_actors.actors.registry import RegistryActor
 from caxton_actors.actors.stage import Peers, StageActor
-from caxton_actors.config import Address, Config
+from caxton_actors.address import Address
+from caxton_actors.config import Config
 from caxton_actors.engine import Engine
 from caxton_actors.engine.messages import JoinCluster, LeaveCluster, MemberState, Stage
 from caxton_actors.http.app import create_app
@@ -31,7 +32,7 @@ from caxton_actors.registry.schema import SchemaError
 from caxton_actors.registry.store import StoreUnavailable
 from caxton_actors.runtime.lag import LoopLagMonitor
 from caxton_actors.state.service import StateService
-from caxton_actors.swim.messages import HTTP_META_KEY, Addr
+from caxton_actors.swim.messages import HTTP_META_KEY
 from caxton_actors.swim.timing import PRESETS, Timing
 from caxton_actors.wire.seeds import keep_resolving
 from caxton_actors.wire.transport import SocketTransport, Transport
@@ -61,7 +62,7 @@ TransportFactory = Callable[[Address], Transport]
 
 
 def _sockets(bind: Address) -> Transport:
-    return SocketTransport((bind.host, bind.port))
+    return SocketTransport(bind)
 
 
 def _peer(stage: Stage, ref: pykka.ActorRef[Any]) -> tuple[Stage, pykka.ActorRef[StageActor]]:
@@ -84,7 +85,7 @@ class Node:
         self._registry: pykka.ActorRef[RegistryActor] | None = None
         self.membership: pykka.ActorRef[MembershipActor] | None = None
         """The membership actor, while the node runs with gossip."""
-        self.gossip_address: Addr | None = None
+        self.gossip_address: Address | None = None
         """Where peers reach this node's gossip, while it runs with gossip."""
         self._seeds: gevent.Greenlet[..., None] | None = None
         self._state: StateService | None = None
@@ -175,7 +176,7 @@ class Node:
         host = _advertised_host(config.gossip.bind_address.host)
         return Engine(
             config.node_name,
-            (host, transport.port if transport is not None else 0),
+            Address(host, transport.port if transport is not None else 0),
             self._timing(),
             random.Random(),
             time.monotonic(),

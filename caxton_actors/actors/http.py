@@ -18,7 +18,7 @@ import gevent.server
 import gevent.socket
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
-from caxton_actors.config import Address
+from caxton_actors.address import Address
 from caxton_actors.runtime.actor import GeventActor
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ import pykka
 
 from caxton_actors import metrics
 from caxton_actors.actors.stage import StageActor
+from caxton_actors.address import Address
 from caxton_actors.engine import answers, stream_request
 from caxton_actors.engine.membership import MembershipStage
 from caxton_actors.engine.messages import (
@@ -39,7 +40,6 @@ from caxton_actors.registry.records import RegistryPull
 from caxton_actors.runtime.actor import Request
 from caxton_actors.runtime.timer import Alarm
 from caxton_actors.swim.messages import (
-    Addr,
     MemberChanged,
     MemberRecord,
     NameConflict,
@@ -98,7 +98,7 @@ def event_kind(state: State, previous: State | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class GossipHealth:
-    addr: Addr
+    addr: Address
     """This node's gossip address, as its peers know it."""
     peer_count: int
     last_sync: float | None
@@ -135,7 +135,7 @@ class MembershipActor(StageActor):
 
     # Running in the transport's greenlets: decode, then hand over as a message.
 
-    def _on_datagram(self, data: bytes, sender: Addr) -> None:
+    def _on_datagram(self, data: bytes, sender: Address) -> None:
         try:
             packet = codec.decode(data, self._label)
         except codec.DecodeError as exc:
@@ -143,7 +143,7 @@ class MembershipActor(StageActor):
             return
         self.actor_ref.tell(Inbound(packet))
 
-    def _on_stream(self, data: bytes, sender: Addr) -> bytes | None:
+    def _on_stream(self, data: bytes, sender: Address) -> bytes | None:
         try:
             packet = codec.decode(data, self._label, codec.MAX_STREAM_MESSAGE)
         except codec.DecodeError as exc:
@@ -167,7 +167,7 @@ class MembershipActor(StageActor):
             return None
         return codec.encode(reply, self._label, codec.MAX_STREAM_MESSAGE)
 
-    def _exchange(self, to: Addr, packet: Packet) -> None:
+    def _exchange(self, to: Address, packet: Packet) -> None:
         """One stream, in its own greenlet; the answer comes back as a message."""
         if isinstance(packet.message, RegistryPull):
             self._stats.incr(metrics.REGISTRY_PULLS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from typing import cast
 
+from caxton_actors.address import Address
 from caxton_actors.engine.detection import DetectionStage
 from caxton_actors.engine.membership import MembershipStage
 from caxton_actors.engine.messages import (
@@ -36,7 +37,7 @@ from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.registry.records import AgentUpdate, RegistryPull
 from caxton_actors.registry.replica import LIMITS, Limits, Replica
 from caxton_actors.swim.members import Members
-from caxton_actors.swim.messages import Addr, Meta, StateSync
+from caxton_actors.swim.messages import Meta, StateSync
 from caxton_actors.swim.prober import Prober
 from caxton_actors.swim.timing import Timing
 
@@ -49,7 +50,7 @@ class Engine:
     def __init__(
         self,
         name: str,
-        addr: Addr,
+        addr: Address,
         timing: Timing,
         rng: random.Random,
         now: float,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from caxton_actors.address import Address
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.messages import (
-    Addr,
     MemberChanged,
     Message,
     NameConflict,
@@ -43,7 +43,7 @@ class Packet:
     """One datagram, or one stream message (full-state exchange, registry pull, answer)."""
 
     sender: str
-    sender_addr: Addr
+    sender_addr: Address
     message: WireMessage
     piggyback: tuple[Update, ...] = ()
     heads: tuple[Head, ...] = ()
@@ -77,7 +77,7 @@ class SyncRequest:
 class JoinCluster:
     """Membership: join through these seeds (already resolved: see wire/seeds.py)."""
 
-    addresses: tuple[Addr, ...]
+    addresses: tuple[Address, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class SpreadHeads:
 class PullFrom:
     """Membership: ask ``source`` on a stream for what it knows beyond our heads."""
 
-    source: Addr
+    source: Address
     pull: RegistryPull
 
 
@@ -105,7 +105,7 @@ class PullFrom:
 class Probe:
     """Detection: probe traffic (ping, ack, nack, ping-req) that arrived from ``sender``."""
 
-    sender: Addr
+    sender: Address
     message: Message
 
 
@@ -113,7 +113,7 @@ class Probe:
 class HeardHeads:
     """Registry: ``source`` knows these heads."""
 
-    source: Addr
+    source: Address
     heads: tuple[Head, ...]
 
 
@@ -186,7 +186,7 @@ class Hop:
 class Transmit:
     """Send one datagram."""
 
-    to: Addr
+    to: Address
     packet: Packet
 
 
@@ -194,7 +194,7 @@ class Transmit:
 class Exchange:
     """Open a stream to ``to`` with ``packet``; its answer comes back as :class:`Inbound`."""
 
-    to: Addr
+    to: Address
     packet: Packet
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from caxton_actors.address import Address
 from caxton_actors.engine.messages import (
     Answer,
     AnswerPull,
@@ -30,11 +31,10 @@ from caxton_actors.engine.messages import (
 )
 from caxton_actors.registry.records import AgentRecord, Head
 from caxton_actors.registry.replica import Merged, Replica
-from caxton_actors.swim.messages import Addr
 
 
 class RegistryStage:
-    def __init__(self, replica: Replica, addr: Addr) -> None:
+    def __init__(self, replica: Replica, addr: Address) -> None:
         self.replica = replica
         self.addr = addr
         """This node's gossip address, as the sender of its answers."""

@@ -26,9 +26,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from caxton_actors.address import Address
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 
-Source = tuple[str, int]
 """Where a head was heard from: the peer's gossip address."""
 
 # Seconds before a pull that got no answer may be asked again (of whoever told us since).
@@ -98,7 +98,7 @@ class Replica:
         self._content = 0  # XOR of every live record's hash: order-free, updated per change
         self._tombstones: list[tuple[int, str, str, int]] = []
         """Heap of (changed_at, owner, agent id, version): the oldest expires first."""
-        self._heard: dict[str, tuple[int, Source]] = {}
+        self._heard: dict[str, tuple[int, Address]] = {}
         """Owners some peer knows further than we do: its head, and the peer."""
         self._pulling: dict[str, float] = {}
         """Owners with a pull in flight, and when to give up waiting for it."""
@@ -170,7 +170,7 @@ class Replica:
         known = self._owners.get(owner)
         return 0 if known is None else known.head
 
-    def hear(self, heads: Iterable[Head], source: Source) -> None:
+    def hear(self, heads: Iterable[Head], source: Address) -> None:
         """``source`` knows these heads: where to pull from when ours are behind."""
         for head in heads:
             if head.name == self.name:
@@ -183,9 +183,9 @@ class Replica:
                 # goes to one still talking.
                 self._heard[head.name] = (head.version, source)
 
-    def pulls(self, now: float) -> list[tuple[Source, RegistryPull]]:
+    def pulls(self, now: float) -> list[tuple[Address, RegistryPull]]:
         """What to ask of whom now: one pull per source, none for an owner in flight."""
-        asks: dict[Source, list[Head]] = {}
+        asks: dict[Address, list[Head]] = {}
         for name, (version, source) in list(self._heard.items()):
             if version <= self.head(name) or name in self._down:
                 del self._heard[name]

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from caxton_actors.address import Address
 from caxton_actors.config import REAP_INTERVAL
 from caxton_actors.engine import Engine, answers, stream_request
 from caxton_actors.engine.messages import (
@@ -52,7 +53,6 @@ from caxton_actors.engine.messages import (
 from caxton_actors.sim.disk import Disk
 from caxton_actors.swim.messages import (
     HTTP_META_KEY,
-    Addr,
     MemberChanged,
     State,
     StateSync,
@@ -119,8 +119,8 @@ class _Event:
     run: Callable[[], None] = field(compare=False)
 
 
-def addr_of(name: str) -> Addr:
-    return (name, GOSSIP_PORT)
+def addr_of(name: str) -> Address:
+    return Address(name, GOSSIP_PORT)
 
 
 class Cluster:

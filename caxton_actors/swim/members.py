@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
+from caxton_actors.address import Address
 from caxton_actors.swim.messages import (
-    Addr,
     Alive,
     Dead,
     Effect,
@@ -114,7 +114,7 @@ class Members:
     def __init__(
         self,
         name: str,
-        addr: Addr,
+        addr: Address,
         meta: Meta,
         incarnation: int,
         timing: Timing,
@@ -134,7 +134,7 @@ class Members:
         a dict, not a set, so that the order (and so a simulation) never depends on hashing."""
         self._next_gossip = now + timing.gossip_interval
         self._next_push_pull = now + rng.uniform(0, timing.push_pull_interval)
-        self._seeds: tuple[Addr, ...] = ()
+        self._seeds: tuple[Address, ...] = ()
         self._next_join: float | None = None
         self._join_backoff = 1.0
         self.last_sync: float | None = None
@@ -174,7 +174,7 @@ class Members:
 
     # Commands from the shell.
 
-    def join(self, now: float, seeds: Sequence[Addr]) -> list[Effect]:
+    def join(self, now: float, seeds: Sequence[Address]) -> list[Effect]:
         """Ask every seed known so far for a full-state exchange; retried with backoff until
         one answers."""
         self._seeds = tuple(dict.fromkeys(self._seeds + tuple(s for s in seeds if s != self.addr)))
@@ -210,7 +210,7 @@ class Members:
                     effects += self._left(now, update)
         return effects
 
-    def on_state_sync(self, now: float, sender: Addr, sync: StateSync) -> list[Effect]:
+    def on_state_sync(self, now: float, sender: Address, sync: StateSync) -> list[Effect]:
         """Merge a peer's table; answer with ours when asked."""
         self.last_sync = now
         self._next_join = None  # a seed answered

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-Addr = tuple[str, int]
+from caxton_actors.address import Address
+
 Meta = tuple[tuple[str, str], ...]
 """Node metadata as sorted key/value pairs (immutable, so messages stay hashable)."""
 HTTP_META_KEY = "http"
@@ -26,7 +27,7 @@ class State(Enum):
 class Alive:
     name: str
     incarnation: int
-    addr: Addr
+    addr: Address
     meta: Meta = ()
 
 
@@ -78,7 +79,7 @@ class Nack:
 class PingReq:
     seq: int
     target: str
-    target_addr: Addr
+    target_addr: Address
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ class Gossip:
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
     name: str
-    addr: Addr
+    addr: Address
     incarnation: int
     state: State
     meta: Meta = ()
@@ -114,7 +115,7 @@ Message = Ping | Ack | Nack | PingReq | Gossip | StateSync
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    to: Addr
+    to: Address
     message: Message
 
 
@@ -146,7 +147,7 @@ class ProbeSucceeded:
 class NameConflict:
     """Another live process claims this node's name from ``addr``."""
 
-    addr: Addr
+    addr: Address
 
 
 @dataclass(frozen=True, slots=True)

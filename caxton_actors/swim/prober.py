@@ -17,9 +17,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from caxton_actors.address import Address
 from caxton_actors.swim.messages import (
     Ack,
-    Addr,
     Effect,
     MemberRecord,
     Message,
@@ -56,7 +56,7 @@ class _Probe:
 class _Relay:
     """A ping this node sends on behalf of ``origin``, and the seq to answer it with."""
 
-    origin: Addr
+    origin: Address
     origin_seq: int
     deadline: float
 
@@ -103,7 +103,7 @@ class Prober:
 
     # Input.
 
-    def on_message(self, now: float, sender: Addr, message: Message) -> list[Effect]:
+    def on_message(self, now: float, sender: Address, message: Message) -> list[Effect]:
         match message:
             case Ping(seq=seq, target=target):
                 return [Send(sender, Ack(seq))] if target == self.name else []

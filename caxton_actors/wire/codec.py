@@ -26,11 +26,11 @@ from typing import Any
 
 import ujson
 
+from caxton_actors.address import Address
 from caxton_actors.engine.messages import Packet, WireMessage
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.messages import (
     Ack,
-    Addr,
     Alive,
     Dead,
     Gossip,
@@ -66,7 +66,7 @@ class DecodeError(Exception):
 # Encoding.
 
 
-def _addr(addr: Addr) -> list[Any]:
+def _addr(addr: Address) -> list[Any]:
     return [addr[0], addr[1]]
 
 
@@ -182,7 +182,7 @@ def _incarnation(obj: Mapping[str, Any], where: str) -> int:
     return value
 
 
-def _parse_addr(obj: Mapping[str, Any], where: str) -> Addr:
+def _parse_addr(obj: Mapping[str, Any], where: str) -> Address:
     value = obj.get("a")
     if (
         not isinstance(value, list)
@@ -194,7 +194,7 @@ def _parse_addr(obj: Mapping[str, Any], where: str) -> Addr:
         or not 0 < value[1] <= 65535
     ):
         raise DecodeError("bad_field", f"{where}.a")
-    return (value[0], value[1])
+    return Address(value[0], value[1])
 
 
 def _meta(obj: Mapping[str, Any], where: str) -> Meta:

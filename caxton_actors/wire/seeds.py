@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import gevent
 import gevent.socket
 
-from caxton_actors.config import Address
-from caxton_actors.swim.messages import Addr
+from caxton_actors.address import Address
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +26,14 @@ RETRY_MAX = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    addresses: tuple[Addr, ...]
+    addresses: tuple[Address, ...]
     skipped: tuple[str, ...]
     """Each seed not contacted, with the reason."""
     unresolved: tuple[Address, ...]
 
 
-def resolve(seeds: Sequence[Address], me: Addr) -> Resolved:
-    addresses: list[Addr] = []
+def resolve(seeds: Sequence[Address], me: Address) -> Resolved:
+    addresses: list[Address] = []
     skipped: list[str] = []
     unresolved: list[Address] = []
     for seed in seeds:
@@ -44,7 +43,7 @@ def resolve(seeds: Sequence[Address], me: Addr) -> Resolved:
             skipped.append(f"{seed}: {exc}")
             unresolved.append(seed)
             continue
-        addr = (str(info[0][4][0]), int(info[0][4][1]))
+        addr = Address(str(info[0][4][0]), int(info[0][4][1]))
         if addr == me:
             skipped.append(f"{seed}: this node")
         else:
@@ -53,7 +52,7 @@ def resolve(seeds: Sequence[Address], me: Addr) -> Resolved:
 
 
 def keep_resolving(
-    seeds: Sequence[Address], me: Addr, join: Callable[[tuple[Addr, ...]], None]
+    seeds: Sequence[Address], me: Address, join: Callable[[tuple[Address, ...]], None]
 ) -> gevent.Greenlet[..., None]:
     """Join what resolves now; retry the rest with backoff until every name resolves."""
 

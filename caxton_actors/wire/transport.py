@@ -17,7 +17,7 @@ import gevent
 import gevent.server
 import gevent.socket
 
-from caxton_actors.swim.messages import Addr
+from caxton_actors.address import Address
 from caxton_actors.wire.codec import MAX_DATAGRAM, MAX_STREAM_MESSAGE
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ class StreamError(Exception):
     """A full-state exchange that failed: refused, timed out, or too large."""
 
 
-OnDatagram = Callable[[bytes, Addr], None]
-OnStream = Callable[[bytes, Addr], "bytes | None"]
+OnDatagram = Callable[[bytes, Address], None]
+OnStream = Callable[[bytes, Address], "bytes | None"]
 """Answers one inbound stream message (None: close the stream unanswered)."""
 
 
@@ -49,10 +49,10 @@ class Transport(Protocol):
     def open(self, on_datagram: OnDatagram, on_stream: OnStream) -> None:
         """Start handing what arrives to these callbacks (each in a greenlet of its own)."""
 
-    def send(self, data: bytes, to: Addr) -> None:
+    def send(self, data: bytes, to: Address) -> None:
         """One datagram; a failure is loss, never an exception."""
 
-    def exchange(self, to: Addr, data: bytes) -> bytes:
+    def exchange(self, to: Address, data: bytes) -> bytes:
         """One stream message and its answer; raises :class:`StreamError`."""
 
     def close(self) -> None: ...
@@ -61,7 +61,7 @@ class Transport(Protocol):
 class SocketTransport:
     """UDP and TCP on one port. Binds when built, so a port in use fails start-up."""
 
-    def __init__(self, bind: Addr) -> None:
+    def __init__(self, bind: Address) -> None:
         self._udp = gevent.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._tcp = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -83,13 +83,13 @@ class SocketTransport:
         self._server = gevent.server.StreamServer(self._tcp, _answering(on_stream))
         self._server.start()
 
-    def send(self, data: bytes, to: Addr) -> None:
+    def send(self, data: bytes, to: Address) -> None:
         try:
             self._udp.sendto(data, to)
         except OSError as exc:  # unreachable, no route: the protocol treats it as loss
             log.debug("send to %s failed: %s", to, exc)
 
-    def exchange(self, to: Addr, data: bytes) -> bytes:
+    def exchange(self, to: Address, data: bytes) -> bytes:
         return exchange(to, data)
 
     def close(self) -> None:
@@ -103,7 +103,7 @@ class SocketTransport:
     def _read_forever(self, on_datagram: OnDatagram) -> None:
         while True:
             data, addr = self._udp.recvfrom(MAX_DATAGRAM + 1)
-            on_datagram(data, (addr[0], addr[1]))
+            on_datagram(data, Address(addr[0], addr[1]))
 
 
 def _read_exact(sock: gevent.socket.socket, size: int) -> bytes:
@@ -128,7 +128,7 @@ def write_frame(sock: gevent.socket.socket, data: bytes) -> None:
     sock.sendall(_LENGTH.pack(len(data)) + data)
 
 
-def exchange(to: Addr, data: bytes, timeout: float = STREAM_TIMEOUT) -> bytes:
+def exchange(to: Address, data: bytes, timeout: float = STREAM_TIMEOUT) -> bytes:
     """Send one stream message and read the answer (the client side of a push-pull)."""
     try:
         with gevent.Timeout(timeout), gevent.socket.create_connection(to) as sock:
@@ -145,7 +145,7 @@ def _answering(answer: OnStream) -> Callable[[gevent.socket.socket, tuple[str, i
     def handle(sock: gevent.socket.socket, addr: tuple[str, int]) -> None:
         try:
             with gevent.Timeout(STREAM_TIMEOUT):
-                reply = answer(read_frame(sock), (addr[0], addr[1]))
+                reply = answer(read_frame(sock), Address(addr[0], addr[1]))
                 if reply is not None:
                     write_frame(sock, reply)
         except (OSError, StreamError, gevent.Timeout, struct.error) as exc:

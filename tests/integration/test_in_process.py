@@ -18,11 +18,12 @@ import pytest
 
 from caxton_actors.actors.membership import ListMembers
 from caxton_actors.actors.registry import DeleteAgent, GetAgent, PutAgent
-from caxton_actors.config import Address, Config, GossipConfig
+from caxton_actors.address import Address
+from caxton_actors.config import Config, GossipConfig
 from caxton_actors.node import Node
 from caxton_actors.registry.replica import ACTIVE, UNREACHABLE
 from caxton_actors.runtime.actor import ask
-from caxton_actors.swim.messages import Addr, State
+from caxton_actors.swim.messages import State
 from tests.support.memnet import MemoryNetwork
 
 PERIOD = 0.3  # seconds: the protocol period (the local profile's other timings apply)
@@ -64,7 +65,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Node]]:
         node.stop()
 
 
-def _gossip(node: Node) -> Addr:
+def _gossip(node: Node) -> Address:
     assert node.gossip_address is not None
     return node.gossip_address
 

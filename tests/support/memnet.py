@@ -12,8 +12,7 @@ from collections.abc import Iterable
 
 import gevent
 
-from caxton_actors.config import Address
-from caxton_actors.swim.messages import Addr
+from caxton_actors.address import Address
 from caxton_actors.wire.transport import STREAM_TIMEOUT, OnDatagram, OnStream, StreamError
 
 FIRST_PORT = 17000
@@ -25,9 +24,9 @@ class MemoryNetwork:
         self.delay = delay
         """The most a datagram or a stream step takes (at random, from nothing)."""
         self._rng = random.Random(seed)
-        self._open: dict[Addr, MemoryTransport] = {}
-        self._groups: dict[Addr, int] | None = None
-        self._silenced: set[Addr] = set()
+        self._open: dict[Address, MemoryTransport] = {}
+        self._groups: dict[Address, int] | None = None
+        self._silenced: set[Address] = set()
         self._next_port = FIRST_PORT
 
     def transport(self, bind: Address) -> MemoryTransport:
@@ -35,19 +34,19 @@ class MemoryNetwork:
         port = bind.port
         if port == 0 or (bind.host, port) in self._open:
             port, self._next_port = self._next_port, self._next_port + 1
-        return MemoryTransport(self, (bind.host, port))
+        return MemoryTransport(self, Address(bind.host, port))
 
-    def partition(self, *groups: Iterable[Addr]) -> None:
+    def partition(self, *groups: Iterable[Address]) -> None:
         self._groups = {addr: i for i, group in enumerate(groups) for addr in group}
 
     def heal(self) -> None:
         self._groups = None
 
-    def silence(self, addr: Addr) -> None:
+    def silence(self, addr: Address) -> None:
         """Nothing reaches ``addr`` or leaves it any more: a crash, as its peers see it."""
         self._silenced.add(addr)
 
-    def reachable(self, sender: Addr, receiver: Addr) -> MemoryTransport | None:
+    def reachable(self, sender: Address, receiver: Address) -> MemoryTransport | None:
         peer = self._open.get(receiver)
         groups = self._groups
         if peer is None or {sender, receiver} & self._silenced:
@@ -64,7 +63,7 @@ class MemoryNetwork:
 
 
 class MemoryTransport:
-    def __init__(self, network: MemoryNetwork, addr: Addr) -> None:
+    def __init__(self, network: MemoryNetwork, addr: Address) -> None:
         self._network = network
         self.addr = addr
         self.port = addr[1]
@@ -75,12 +74,12 @@ class MemoryTransport:
         self._on_datagram, self._on_stream = on_datagram, on_stream
         self._network._open[self.addr] = self
 
-    def send(self, data: bytes, to: Addr) -> None:
+    def send(self, data: bytes, to: Address) -> None:
         peer = self._network.reachable(self.addr, to)
         if peer is not None and peer._on_datagram is not None and not self._network.lost():
             gevent.spawn_later(self._network.wait(), peer._on_datagram, data, self.addr)
 
-    def exchange(self, to: Addr, data: bytes) -> bytes:
+    def exchange(self, to: Address, data: bytes) -> bytes:
         with gevent.Timeout(STREAM_TIMEOUT, StreamError("timed out")):
             gevent.sleep(self._network.wait())
             peer = self._network.reachable(self.addr, to)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import ujson
 
+from caxton_actors.address import Address
 from caxton_actors.engine.messages import Packet, WireMessage
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.messages import (
@@ -23,9 +24,9 @@ from caxton_actors.swim.messages import (
 )
 from caxton_actors.wire.codec import MAX_DATAGRAM, DecodeError, decode, encode
 
-ADDR = ("127.0.0.1", 7946)
+ADDR = Address("127.0.0.1", 7946)
 UPDATES = (
-    Alive("n1", 3, ("10.0.0.1", 7946), (("http", "10.0.0.1:8080"),)),
+    Alive("n1", 3, Address("10.0.0.1", 7946), (("http", "10.0.0.1:8080"),)),
     Suspect("n2", 1, "n1"),
     Dead("n3", 2, "n1"),
     Left("n4", 5),
@@ -34,7 +35,7 @@ MESSAGES: list[WireMessage] = [
     Ping(1, "n2"),
     Ack(2**40),
     Nack(3),
-    PingReq(4, "n3", ("::1", 7000)),
+    PingReq(4, "n3", Address("::1", 7000)),
     Gossip(),
     StateSync((MemberRecord("n1", ADDR, 0, State.SUSPECT, (("k", "v"),)),), reply=True),
     RegistryPull((Head("n1", 0), Head("n2", 1_764_000_000_123))),

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from caxton_actors.address import Address
 from caxton_actors.config import (
     ENV_PREFIX,
     SETTINGS,
-    Address,
     ConfigError,
     Setting,
     load_config,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from caxton_actors.address import Address
 from caxton_actors.engine import Engine, answers, stream_request
 from caxton_actors.engine.messages import (
     Answer,
@@ -43,8 +44,8 @@ from caxton_actors.swim.messages import (
 )
 from caxton_actors.swim.timing import LAN
 
-A = ("10.0.0.1", 7946)
-B = ("10.0.0.2", 7946)
+A = Address("10.0.0.1", 7946)
+B = Address("10.0.0.2", 7946)
 
 
 def _engine() -> Engine:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 
 from caxton_actors import metrics
-from caxton_actors.config import Address, StatsdConfig
+from caxton_actors.address import Address
+from caxton_actors.config import StatsdConfig
 
 
 def test_names_are_sanitized_for_the_line_format() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from caxton_actors.address import Address
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.registry.replica import (
     ACTIVE,
@@ -11,7 +12,7 @@ from caxton_actors.registry.replica import (
     Replica,
 )
 
-SOURCE = ("10.0.0.2", 7946)
+SOURCE = Address("10.0.0.2", 7946)
 
 
 def _sync(to: Replica, source: Replica, now: float = 0.0) -> None:
@@ -140,7 +141,7 @@ def test_a_peer_far_behind_a_large_owner_catches_up_in_parts() -> None:
 def test_a_retry_goes_to_whoever_still_tells_the_head() -> None:
     a, b = Replica("a", 60), Replica("b", 60)
     a.register("x", (), 1.0)
-    dead, alive = ("10.0.0.9", 7946), ("10.0.0.3", 7946)
+    dead, alive = Address("10.0.0.9", 7946), Address("10.0.0.3", 7946)
     b.hear(a.heads(), dead)
     [(asked, _)] = b.pulls(1.0)
     assert asked == dead  # and it never answers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from caxton_actors.address import Address
 from caxton_actors.swim.members import BroadcastQueue, Members
 from caxton_actors.swim.messages import (
     Ack,
@@ -28,9 +29,9 @@ from caxton_actors.swim.prober import Prober
 from caxton_actors.swim.suspicion import Suspicion
 from caxton_actors.swim.timing import LAN
 
-A = ("10.0.0.1", 7946)
-B = ("10.0.0.2", 7946)
-C = ("10.0.0.3", 7946)
+A = Address("10.0.0.1", 7946)
+B = Address("10.0.0.2", 7946)
+C = Address("10.0.0.3", 7946)
 
 
 def _members() -> Members:
@@ -61,8 +62,8 @@ def test_a_suspected_node_refutes_with_a_higher_incarnation() -> None:
 
 def test_two_nodes_with_one_name_are_reported() -> None:
     members = _members()
-    effects = members.apply(1.0, [Alive("a", 9, ("10.9.9.9", 7946))])
-    assert effects[0] == NameConflict(("10.9.9.9", 7946))
+    effects = members.apply(1.0, [Alive("a", 9, Address("10.9.9.9", 7946))])
+    assert effects[0] == NameConflict(Address("10.9.9.9", 7946))
     assert isinstance(effects[1], Refuted)
 
 
@@ -113,7 +114,7 @@ def test_broadcasts_go_least_sent_first_and_expire() -> None:
 
 def _prober() -> Prober:
     prober = Prober("a", LAN, random.Random(2), 0.0)
-    for name, addr in (("b", B), ("c", C), ("d", ("10.0.0.4", 7946))):
+    for name, addr in (("b", B), ("c", C), ("d", Address("10.0.0.4", 7946))):
         prober.update_member(MemberRecord(name, addr, 1, State.ALIVE))
     return prober
 
