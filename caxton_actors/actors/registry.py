@@ -30,6 +30,7 @@ import gevent.threadpool
 from caxton_actors import metrics
 from caxton_actors.actors.stage import StageActor
 from caxton_actors.engine.messages import (
+    Committed,
     Deregister,
     Dropped,
     Output,
@@ -356,21 +357,24 @@ class RegistryActor(StageActor):
         )
         self._stats.timing(metrics.REGISTRY_COMMIT_TIME, (time.perf_counter() - started) * 1000)
         self._stats.timing(metrics.REGISTRY_BATCH_SIZE, len(requests))
-        now = time.time()
-        for i, (request, result) in enumerate(zip(runnable, results, strict=True)):
+        changes: list[Register | Deregister] = []
+        for request, result in zip(runnable, results, strict=True):
             if isinstance(request, PutAgent):
-                register = Register(request.agent_id, request.capabilities)
-                self._carry(self._stage.handle(now, register))
-                record = self._replica.own(request.agent_id)
-                assert record is not None  # just registered
-                results[i] = Written(self._agent(record), result.created)
+                changes.append(Register(request.agent_id, request.capabilities))
                 if request.state_tool is None:
                     self._state_tools.pop(request.agent_id, None)
                 else:
                     self._state_tools[request.agent_id] = request.state_tool
             elif isinstance(request, DeleteAgent) and result:
-                self._carry(self._stage.handle(now, Deregister(request.agent_id)))
+                changes.append(Deregister(request.agent_id))
                 self._state_tools.pop(request.agent_id, None)
+        if changes:
+            self._carry(self._stage.handle(time.time(), Committed(tuple(changes))))
+        for i, (request, result) in enumerate(zip(runnable, results, strict=True)):
+            if isinstance(request, PutAgent):
+                record = self._replica.own(request.agent_id)
+                assert record is not None  # just registered
+                results[i] = Written(self._agent(record), result.created)
         self._freeze_if_grown()
         answers = iter(results)
         full = RegistryFull(self._limits.max_agents_per_node)

@@ -13,7 +13,7 @@ from caxton_actors.address import Address
 from caxton_actors.engine.messages import (
     Answer,
     AnswerPull,
-    Deregister,
+    Committed,
     Dropped,
     HeardHeads,
     Hop,
@@ -67,10 +67,12 @@ class RegistryStage:
             case AnswerPull(pull=pull):
                 answer = Packet(replica.name, self.addr, replica.answer(pull))
                 outputs.append(Answer(answer))
-            case Register(agent_id=agent_id, capabilities=capabilities):
-                replica.register(agent_id, capabilities, now)
-            case Deregister(agent_id=agent_id):
-                replica.deregister(agent_id, now)
+            case Committed(changes=changes):
+                for change in changes:
+                    if isinstance(change, Register):
+                        replica.register(change.agent_id, change.capabilities, now)
+                    else:
+                        replica.deregister(change.agent_id, now)
             case Tick():
                 outputs += self._persist(replica.expire(now), set())
         return outputs + self._gossip(now)

@@ -32,6 +32,7 @@ from caxton_actors.config import REAP_INTERVAL
 from caxton_actors.engine import Engine, answers, stream_request
 from caxton_actors.engine.messages import (
     Answer,
+    Committed,
     Deregister,
     Dropped,
     Exchange,
@@ -111,12 +112,8 @@ class _Host:
     """When each stage's last scheduled message is taken: later ones come after it."""
 
 
-@dataclass(order=True, slots=True)
-class _Event:
-    at: float
-    order: int
-    host: _Host = field(compare=False)
-    run: Callable[[], None] = field(compare=False)
+_Event = tuple[float, int, _Host, Callable[[], None]]
+"""When, in what order (unique: ties never compare the rest), on which host, what."""
 
 
 def addr_of(name: str) -> Address:
@@ -148,6 +145,8 @@ class Cluster:
         """Bytes each node sent, as the real codec encodes them (with ``count_bytes``)."""
         self.dropped: Counter[str] = Counter()
         """Inputs the engines refused, by reason."""
+        self.events = 0
+        """Events run so far (for the simulator's own cost: ``bench/hop_cost.py``)."""
         self._count_bytes = count_bytes
 
     # Building and breaking the cluster.
@@ -199,12 +198,14 @@ class Cluster:
         """As the registry actor does: commit to disk, then tell the registry stage."""
         host = self._hosts[name]
         host.disk.own[agent_id] = capabilities
-        self._carry(host, host.engine.registry.handle(self.now, Register(agent_id, capabilities)))
+        commit = Committed((Register(agent_id, capabilities),))
+        self._carry(host, host.engine.registry.handle(self.now, commit))
 
     def deregister(self, name: str, agent_id: str) -> None:
         host = self._hosts[name]
         if host.disk.own.pop(agent_id, None) is not None:
-            self._carry(host, host.engine.registry.handle(self.now, Deregister(agent_id)))
+            commit = Committed((Deregister(agent_id),))
+            self._carry(host, host.engine.registry.handle(self.now, commit))
 
     def partition(self, *groups: Iterable[str]) -> None:
         self._groups = {name: i for i, group in enumerate(groups) for name in group}
@@ -237,24 +238,25 @@ class Cluster:
     # Running it.
 
     def run_until(self, until: float) -> None:
-        while self._queue and self._queue[0].at <= until:
-            event = heapq.heappop(self._queue)
-            self.now = max(self.now, event.at)
-            host = event.host
+        queue = self._queue
+        while queue and queue[0][0] <= until:
+            at, _, host, run = heapq.heappop(queue)
+            self.now = max(self.now, at)
             if self._hosts.get(host.name) is not host:
                 continue  # crashed (and perhaps restarted: a new life)
             if host.paused_until > self.now:
                 # A stopped process: its timers fire and its mail is read on resume.
-                self._schedule(host.paused_until, host, event.run)
+                self._schedule(host.paused_until, host, run)
                 continue
-            event.run()
+            self.events += 1
+            run()
         self.now = until
 
     def run_for(self, duration: float) -> None:
         self.run_until(self.now + duration)
 
     def _schedule(self, at: float, host: _Host, run: Callable[[], None]) -> None:
-        heapq.heappush(self._queue, _Event(at, next(self._order), host, run))
+        heapq.heappush(self._queue, (at, next(self._order), host, run))
 
     def _mail(
         self,

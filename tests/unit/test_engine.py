@@ -9,6 +9,7 @@ from caxton_actors.engine import Engine, answers, stream_request
 from caxton_actors.engine.messages import (
     Answer,
     AnswerPull,
+    Committed,
     Dropped,
     Exchange,
     HeardHeads,
@@ -128,7 +129,7 @@ def test_an_ack_leaves_membership_with_updates_on_board() -> None:
 
 def test_the_registry_stage_spreads_news_pulls_and_persists_merges() -> None:
     engine = _engine()
-    outputs = engine.registry.handle(1.0, Register("planner", ("plan",)))
+    outputs = engine.registry.handle(1.0, Committed((Register("planner", ("plan",)),)))
     [spread] = _hops(outputs, Stage.MEMBERSHIP)
     assert isinstance(spread, SpreadHeads)
     assert [h.name for h in spread.news] == ["a"]
