@@ -59,7 +59,6 @@ class Engine:
         incarnation: int = 0,
         limits: Limits = LIMITS,
     ) -> None:
-        self.name = name
         self.membership = MembershipStage(Members(name, addr, meta, incarnation, timing, rng, now))
         self.detection = DetectionStage(Prober(name, timing, rng, now))
         self.registry = RegistryStage(Replica(name, timing.dead_node_reclaim_time, limits), addr)
