@@ -116,8 +116,8 @@ class Node:
         listener = listen(config.http_bind)
         http_address = f"{_advertised_host(config.http_bind.host)}:{listener.getsockname()[1]}"
         transport = self._bind_gossip() if config.gossip.enabled else None
-        engine = self._engine(transport, http_address)
         try:
+            engine = self._engine(transport, http_address)
             registry = RegistryActor.start(
                 config.sqlite_path, engine.registry, config.reap_interval, self.stats
             )
@@ -171,12 +171,15 @@ class Node:
         )
 
     def _engine(self, transport: Transport | None, http_address: str) -> Engine:
-        """This node's protocol; without gossip only its registry stage is used."""
+        """This node's protocol; without gossip only its registry stage is used, and
+        its gossip address (no host name looked up) is never told to anyone."""
         config = self.config
-        host = _advertised_host(config.gossip.bind_address.host)
+        addr = Address("", 0)
+        if transport is not None:
+            addr = Address(_advertised_host(config.gossip.bind_address.host), transport.port)
         return Engine(
             config.node_name,
-            Address(host, transport.port if transport is not None else 0),
+            addr,
             self._timing(),
             random.Random(),
             time.monotonic(),

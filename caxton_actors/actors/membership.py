@@ -186,7 +186,7 @@ class MembershipActor(StageActor):
             self._stats.incr(f"{metrics.GOSSIP_DROPPED}.unexpected_stream")
             return
         with contextlib.suppress(pykka.ActorDeadError):  # the node stopped meanwhile
-            self.actor_ref.tell(Inbound(answer))
+            self.actor_ref.tell(Inbound(answer, answer=True))
 
     def _dropped(self, exc: codec.DecodeError) -> None:
         self._stats.incr(f"{metrics.GOSSIP_DROPPED}.{exc.reason}")

@@ -91,8 +91,8 @@ class MembershipStage:
     def handle(self, now: float, message: MembershipInput) -> list[Output]:
         members = self.members
         match message:
-            case Inbound(packet=packet):
-                return self._inbound(now, packet)
+            case Inbound(packet=packet, answer=answer):
+                return self._inbound(now, packet, answer)
             case SyncRequest(packet=packet):
                 return self._answer_sync(now, packet)
             case Tick():
@@ -131,7 +131,7 @@ class MembershipStage:
         heads = self.heads.for_datagram(limit)
         return Packet(members.name, members.addr, message, piggyback, heads)
 
-    def _inbound(self, now: float, packet: Packet) -> list[Output]:
+    def _inbound(self, now: float, packet: Packet, answer: bool = False) -> list[Output]:
         outputs: list[Output] = []
         if packet.heads:
             outputs.append(Hop(Stage.REGISTRY, HeardHeads(packet.sender_addr, packet.heads)))
@@ -140,9 +140,9 @@ class MembershipStage:
         match message:
             case StateSync():
                 effects += self.members.on_state_sync(now, packet.sender_addr, message)
-            case AgentUpdate():
+            case AgentUpdate() if answer:
                 outputs.append(Hop(Stage.REGISTRY, Merge(message)))
-            case RegistryPull():  # only ever a stream request
+            case AgentUpdate() | RegistryPull():  # unasked, or a request off its stream
                 outputs.append(Dropped("unexpected_datagram"))
             case Gossip():
                 pass

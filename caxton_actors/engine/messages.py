@@ -68,6 +68,8 @@ class Inbound:
     """Membership: a datagram, or the answer to a stream this node opened."""
 
     packet: Packet
+    answer: bool = False
+    """The answer to a stream this node opened: only then is a pull's answer merged."""
 
 
 @dataclass(frozen=True, slots=True)

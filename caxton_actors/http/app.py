@@ -7,6 +7,7 @@ fails.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -18,6 +19,8 @@ from caxton_actors.http.media import json_handler
 from caxton_actors.http.openapi import OpenApi
 from caxton_actors.registry.store import StoreUnavailable
 from caxton_actors.state.contract import StateError
+
+log = logging.getLogger(__name__)
 
 
 class _Metrics:
@@ -71,7 +74,8 @@ def _actor_unavailable(
 def _store_unavailable(
     req: falcon.Request, resp: falcon.Response, ex: StoreUnavailable, params: dict[str, Any]
 ) -> None:
-    """Locked by another process, disk full: the client may retry later."""
+    """Locked by another process, disk full: the client may retry later; the log says so."""
+    log.warning("%s %s: the database is unavailable: %s", req.method, req.path, ex)
     raise falcon.HTTPServiceUnavailable(description=f"the database is unavailable: {ex}")
 
 

@@ -43,8 +43,10 @@ BUSY_TIMEOUT_MS = 1000
 class StoreUnavailable(Exception):
     """The file cannot be used now or at all: locked, full, read-only, not a database.
 
-    The store raises it for every SQLAlchemy error so that no caller needs to know
-    SQL to handle one; the message says what went wrong.
+    The store raises it for the database's own failures so that no caller needs to
+    know SQL to handle one; the message says what went wrong. A constraint or a
+    statement that fails is a bug in this code, not the database's state, and is
+    raised as it is (a 500 that the server logs).
     """
 
 
@@ -370,6 +372,8 @@ class Store:
             with self._conn.begin():
                 tx = Tx(self._conn, now, self._node_id)
                 results = [request(tx) for request in requests]
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            raise
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(_reason(exc)) from exc
         return results

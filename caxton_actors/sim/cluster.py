@@ -378,7 +378,9 @@ class Cluster:
             self.dropped["unexpected_stream"] += 1
             return
         self._schedule(
-            at, asker, lambda: self._mail(asker, Stage.MEMBERSHIP, Inbound(answer), arrived=True)
+            at,
+            asker,
+            lambda: self._mail(asker, Stage.MEMBERSHIP, Inbound(answer, answer=True), arrived=True),
         )
 
     def _cut(self, a: str, b: str) -> bool:

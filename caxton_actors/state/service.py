@@ -165,6 +165,6 @@ class StateService:
             log.info("state tool %s is open", name)
 
     def close(self) -> None:
-        for tool in self._tools.values():
+        for tool in list(self._tools.values()):  # a start-up opening may still add one
             tool.close()
         self._pool.kill()

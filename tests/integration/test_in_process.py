@@ -20,10 +20,13 @@ from caxton_actors.actors.membership import ListMembers
 from caxton_actors.actors.registry import DeleteAgent, GetAgent, PutAgent
 from caxton_actors.address import Address
 from caxton_actors.config import Config, GossipConfig
+from caxton_actors.engine.messages import Packet
 from caxton_actors.node import Node
+from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head
 from caxton_actors.registry.replica import ACTIVE, UNREACHABLE
 from caxton_actors.runtime.actor import ask
 from caxton_actors.swim.messages import State
+from caxton_actors.wire.codec import encode
 from tests.support.memnet import MemoryNetwork
 
 PERIOD = 0.3  # seconds: the protocol period (the local profile's other timings apply)
@@ -190,3 +193,18 @@ def test_a_node_restarted_on_its_file_keeps_its_agents_and_knows_the_rest(
         5.0,
         "its agent is active again everywhere",
     )
+
+
+def test_an_unasked_pull_answer_is_dropped_not_merged(start: StartNode) -> None:
+    """Anyone can send a datagram: an agent_update only counts on a stream we opened."""
+    network = MemoryNetwork(seed=6)
+    nodes = _cluster(start, network, 2)
+    forged = AgentUpdate((AgentRecord("n1", "phantom", 10**13, (), 10**13),), (Head("n1", 10**13),))
+    outsider = network.transport(Address("127.0.0.1", 0))
+    outsider.open(lambda *_: None, lambda *_: None)
+    outsider.send(encode(Packet("n1", _gossip(nodes[1]), forged), "caxton"), _gossip(nodes[0]))
+    ask(nodes[1].registry, PutAgent("real", ()), TIMEOUT)  # the real owner's news
+    _eventually(
+        lambda: ask(nodes[0].registry, GetAgent("real"), TIMEOUT) is not None, 5.0, "spread"
+    )
+    assert ask(nodes[0].registry, GetAgent("phantom"), TIMEOUT) is None

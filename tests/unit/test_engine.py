@@ -71,12 +71,15 @@ def test_a_datagrams_heads_reach_the_registry_before_its_probe_reaches_detection
     assert MemberState("b", True, None) in _hops(outputs, Stage.REGISTRY)
 
 
-def test_a_pull_answer_goes_to_the_registry_and_a_pull_datagram_is_dropped() -> None:
+def test_only_an_answer_on_our_own_stream_is_merged() -> None:
+    """An agent_update datagram is unasked (anyone can send one): dropped, not merged."""
     engine = _engine()
     update = AgentUpdate((), (Head("b", 3),))
-    assert _hops(
-        engine.membership.handle(1.0, Inbound(Packet("b", B, update))), Stage.REGISTRY
-    ) == [Merge(update)]
+    answered = engine.membership.handle(1.0, Inbound(Packet("b", B, update), answer=True))
+    assert _hops(answered, Stage.REGISTRY) == [Merge(update)]
+    unasked = engine.membership.handle(1.0, Inbound(Packet("b", B, update)))
+    assert _hops(unasked, Stage.REGISTRY) == []
+    assert Dropped("unexpected_datagram") in unasked
     pull = Packet("b", B, RegistryPull((Head("a", 0),)))
     assert Dropped("unexpected_datagram") in engine.membership.handle(1.0, Inbound(pull))
 
