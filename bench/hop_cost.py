@@ -22,7 +22,6 @@ import gevent.event
 
 from bench.common import table
 from caxton_actors.actors.registry import RegistryActor
-from caxton_actors.address import Address
 from caxton_actors.engine.messages import Tick
 from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.metrics import NullMetrics
@@ -64,7 +63,7 @@ def registry_actor_cost(count: int) -> tuple[float, float]:
         refs = [
             RegistryActor.start(
                 Path(tmp) / f"n{i}.db",
-                RegistryStage(Replica(f"n{i}", 60.0), Address("127.0.0.1", 0)),
+                RegistryStage(Replica(f"n{i}", 60.0)),
                 3600.0,
                 NullMetrics(),
             )

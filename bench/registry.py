@@ -35,7 +35,6 @@ from caxton_actors.actors.registry import (
     PutAgent,
     RegistryActor,
 )
-from caxton_actors.address import Address
 from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.metrics import REGISTRY_BATCH_SIZE, REGISTRY_COMMIT_TIME
 from caxton_actors.registry.replica import Limits, Replica
@@ -126,7 +125,7 @@ def fill(ref: Ref, ids: range) -> None:
 
 
 def _stage() -> RegistryStage:
-    return RegistryStage(Replica("bench", 60.0, UNLIMITED), Address("127.0.0.1", 0))
+    return RegistryStage(Replica("bench", 60.0, UNLIMITED))
 
 
 def bench_writes(path: Path, total: int, clients: int) -> None:

@@ -9,10 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from caxton_actors import __version__, client
 from caxton_actors.config import SETTINGS, ConfigError, load_config, parse_address
 from caxton_actors.state.contract import TOOL_TYPES
+from caxton_actors.wire.keyring import generate_key
 
 DEFAULT_HTTP = "127.0.0.1:8080"
 CLIENT_COMMANDS = {
@@ -21,6 +23,12 @@ CLIENT_COMMANDS = {
     "join": "ask a running node to join a cluster through seeds",
     "leave": "ask a running node to leave its cluster gracefully",
     "monitor": "print member events from a running node as they happen",
+}
+KEY_ACTIONS = {
+    "list": "list the keys every member holds (fingerprints) and which is primary",
+    "install": "add a key on every member, to open messages with",
+    "use": "make an installed key the one every member seals with",
+    "remove": "remove a key from every member (never the primary)",
 }
 EXIT_CONFIG = 2
 EXIT_START = 1
@@ -48,17 +56,13 @@ def _parser() -> argparse.ArgumentParser:
             )
     for name, text in CLIENT_COMMANDS.items():
         client = commands.add_parser(name, help=text, description=text)
-        client.add_argument(
-            "--http",
-            default=os.environ.get("CAXTON_HTTP_ADDR", DEFAULT_HTTP),
-            metavar="HOST:PORT",
-            help=f"a running node's HTTP API (env CAXTON_HTTP_ADDR; default {DEFAULT_HTTP})",
-        )
+        _http_argument(client)
         if name == "join":
             client.add_argument("seeds", nargs="+", metavar="ADDR", help="seed host:port")
         if name == "agents":
             client.add_argument("--capability", metavar="NAME", help="only agents with it")
             client.add_argument("--local", action="store_true", help="only this node's agents")
+    _keys_parser(commands)
     tool = commands.add_parser("state-tool", help="the state tools as an MCP server")
     serve = tool.add_subparsers(dest="action", required=True).add_parser(
         "serve",
@@ -76,6 +80,42 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--bind", default="127.0.0.1:8765", metavar="HOST:PORT", help="for http")
     return parser
+
+
+def _keys_parser(commands: Any) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="generate gossip keys, or rotate the cluster's through a running node",
+        description="Rotate without downtime: install a new key everywhere, use it, "
+        "then remove the old one. Each change answers how many members acknowledged.",
+    )
+    actions = keys.add_subparsers(dest="action", required=True)
+    actions.add_parser("generate", help="print a new random key (32 bytes, base64)")
+    for action, text in KEY_ACTIONS.items():
+        sub = actions.add_parser(action, help=text, description=text)
+        if action != "list":
+            sub.add_argument("key", metavar="KEY", help="a key, base64")
+        _http_argument(sub)
+
+
+def _http_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--http",
+        default=os.environ.get("CAXTON_HTTP_ADDR", DEFAULT_HTTP),
+        metavar="HOST:PORT",
+        help=f"a running node's HTTP API (env CAXTON_HTTP_ADDR; default {DEFAULT_HTTP})",
+    )
+
+
+def _keys(args: argparse.Namespace) -> int:
+    if args.action == "generate":
+        print(generate_key())
+        return 0
+    try:
+        return client.keys(args.http, args.action, getattr(args, "key", None))
+    except client.ApiError as exc:
+        print(f"caxton-actors keys {args.action}: {exc}", file=sys.stderr)
+        return EXIT_START
 
 
 def _serve_state_tool(args: argparse.Namespace) -> int:
@@ -107,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "state-tool":
         return _serve_state_tool(args)
+    if args.command == "keys":
+        return _keys(args)
     if args.command != "run":
         return client.run(
             args.command,

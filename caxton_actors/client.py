@@ -63,6 +63,30 @@ def _agents(address: str, capability: str | None, local: bool) -> None:
         query["after"] = page["next"]
 
 
+def keys(address: str, action: str, key: str | None) -> int:
+    """``keys list`` or a cluster-wide change; 1 when some member did not acknowledge."""
+    if action == "list":
+        ring = _request(address, "GET", "/keyring")
+        print(f"{ring['members']} members")
+        print(f"{'KEY':<26} {'INSTALLED':>9} {'PRIMARY':>7}")
+        for entry in ring["keys"]:
+            print(f"{entry['key']:<26} {entry['installed']:>9} {entry['primary']:>7}")
+        _print_unreachable(ring["unreachable"])
+        return 0 if not ring["unreachable"] else EXIT_UNREACHABLE
+    done = _request(address, "POST", "/keyring", {"op": action, "key": key})
+    acknowledged = done["acknowledged"]
+    print(f"{action} {done['key']}: {len(acknowledged)} of {done['members']} members acknowledged")
+    for name, error in done["refused"].items():
+        print(f"refused by {name}: {error}")
+    _print_unreachable(done["unreachable"])
+    return 0 if len(acknowledged) == done["members"] else EXIT_UNREACHABLE
+
+
+def _print_unreachable(unreachable: dict[str, str]) -> None:
+    for name, why in unreachable.items():
+        print(f"not reached {name}: {why}")
+
+
 def _monitor(address: str) -> None:
     """Follow /events and print one line per member change, until interrupted."""
     host, _, port = address.rpartition(":")

@@ -22,6 +22,7 @@ import yaml
 from caxton_actors.address import Address
 from caxton_actors.state.contract import StateError, ToolSpec, parse_tool_spec
 from caxton_actors.swim.timing import PRESETS
+from caxton_actors.wire.keyring import KeyringError, parse_key
 
 ENV_PREFIX = "CAXTON_"
 ROOT_KEY = "caxton_config"
@@ -65,6 +66,8 @@ class GossipConfig:
     failure_detection_timeout: float = 60.0  # seconds a dead or left member is remembered
     profile: str = "lan"  # the timing preset for everything else (swim/timing.py)
     cluster_label: str = "caxton"  # nodes with another label ignore this cluster's packets
+    keys: tuple[bytes, ...] = ()  # AES-256 keys, primary first: gossip is sealed with them
+    insecure: bool = False  # the explicit opt-out: plaintext gossip on a network address
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gossip.failure_detection_timeout", None, None, "how long dead members are kept"),
     Setting("gossip.profile", "CAXTON_GOSSIP_PROFILE", "--gossip-profile", "lan, wan or local"),
     Setting("gossip.cluster_label", "CAXTON_GOSSIP_LABEL", "--gossip-label", "cluster label"),
+    Setting(
+        "gossip.keys",
+        "CAXTON_GOSSIP_KEYS",
+        "--gossip-keys",
+        "gossip keys, base64, primary first: KEY,KEY (caxton-actors keys generate)",
+    ),
+    Setting(
+        "gossip.insecure",
+        "CAXTON_GOSSIP_INSECURE",
+        "--gossip-insecure",
+        "true: plaintext gossip on a non-loopback address, without keys",
+    ),
 )
 _PATHS = {s.path for s in SETTINGS}
 _SECTIONS = {s.path.partition(".")[0] for s in SETTINGS if "." in s.path}
@@ -229,14 +244,14 @@ def _flatten(section: object, prefix: str, raw: _Raw) -> None:
 
 def _from_text(path: str, text: str, key: str) -> object:
     """Give a variable's or flag's text the type the YAML file would have had."""
-    if path == "gossip.seed_nodes":
+    if path in ("gossip.seed_nodes", "gossip.keys"):
         return [item.strip() for item in text.split(",") if item.strip()]
     if path == "registry.max_agents_per_node":
         try:
             return int(text)
         except ValueError:
             raise ConfigError(key, text, "must be a whole number") from None
-    if path == "gossip.enabled":
+    if path in ("gossip.enabled", "gossip.insecure"):
         if text.lower() not in _BOOL_WORDS:
             raise ConfigError(key, text, f"must be one of {', '.join(_BOOL_WORDS)}")
         return _BOOL_WORDS[text.lower()]
@@ -264,7 +279,10 @@ def _build(raw: _Raw) -> Config:
         ),
         profile=get("gossip.profile", _profile, g.profile),
         cluster_label=get("gossip.cluster_label", _cluster_label, g.cluster_label),
+        keys=get("gossip.keys", _keys, g.keys),
+        insecure=get("gossip.insecure", _bool, g.insecure),
     )
+    _check_secure(gossip, raw)
     if gossip.failure_detection_timeout <= gossip.gossip_interval:
         path = "gossip.failure_detection_timeout"
         value, key = raw.get(path, (gossip.failure_detection_timeout, path))
@@ -356,6 +374,44 @@ def _seeds(value: object, key: str) -> tuple[Address, ...]:
     if not isinstance(value, list):
         raise ConfigError(key, value, "must be a list of host:port")
     return tuple(_address(GOSSIP_PORT)(item, key) for item in value)
+
+
+def _keys(value: object, key: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "must be a list of base64 keys")
+    keys = []
+    for item in value:
+        try:
+            keys.append(parse_key(_str(item, key)))
+        except KeyringError as exc:
+            raise ConfigError(key, "<redacted>", str(exc)) from None
+    if len(set(keys)) != len(keys):
+        raise ConfigError(key, "<redacted>", "a key is listed twice")
+    return tuple(keys)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_secure(gossip: GossipConfig, raw: _Raw) -> None:
+    """Gossip on a network address needs keys, or an explicit opt-out: secure by default."""
+    if not gossip.enabled or gossip.keys or gossip.insecure:
+        return
+    if is_loopback(gossip.bind_address.host):
+        return  # development on one machine
+    value, key = raw.get("gossip.bind_address", (str(gossip.bind_address), "gossip.bind_address"))
+    raise ConfigError(
+        key,
+        value,
+        "gossip on a network address needs gossip.keys (caxton-actors keys generate), "
+        "or gossip.insecure: true to run it unencrypted",
+    )
 
 
 def _sqlite_path(value: object, key: str) -> Path:

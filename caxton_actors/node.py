@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -34,6 +36,8 @@ from caxton_actors.runtime.lag import LoopLagMonitor
 from caxton_actors.state.service import StateService
 from caxton_actors.swim.messages import HTTP_META_KEY
 from caxton_actors.swim.timing import PRESETS, Timing
+from caxton_actors.wire.channel import Channel
+from caxton_actors.wire.keyring import Keyring, KeyringError, load_keyring, save_keyring
 from caxton_actors.wire.seeds import keep_resolving
 from caxton_actors.wire.transport import SocketTransport, Transport
 
@@ -52,10 +56,22 @@ class StartError(Exception):
 
 
 def _advertised_host(bind_host: str) -> str:
-    """The address peers should use: the bind address, or this host's when bound to all."""
-    if bind_host not in ("0.0.0.0", "::", ""):
-        return bind_host
-    return str(gevent.socket.getaddrinfo(gevent.socket.gethostname(), None)[0][4][0])
+    """The IP address peers should use: the bind address, or this host's when bound to all.
+
+    Always a literal, as peers take no names off the wire (a name here is resolved once, at
+    start, by gevent's resolver, off the hub).
+    """
+    if bind_host in ("0.0.0.0", "::", ""):
+        bind_host = gevent.socket.gethostname()
+    try:
+        return str(ipaddress.ip_address(bind_host))
+    except ValueError:
+        return str(gevent.socket.getaddrinfo(bind_host, None)[0][4][0])
+
+
+def keyring_path(sqlite_path: Path) -> Path:
+    """Where a node keeps its gossip keys: beside its database, so they restart together."""
+    return sqlite_path.with_name(sqlite_path.name + ".keyring")
 
 
 TransportFactory = Callable[[Address], Transport]
@@ -101,7 +117,7 @@ class Node:
         """Start every actor; on failure stop those already running and raise StartError."""
         try:
             self._start()
-        except (OSError, SchemaError, StoreUnavailable, ValueError) as exc:
+        except (OSError, SchemaError, StoreUnavailable, ValueError, KeyringError) as exc:
             self.stop()
             raise StartError(str(exc)) from exc
         except BaseException:
@@ -130,8 +146,13 @@ class Node:
         peers = [_peer(Stage.REGISTRY, registry)]
         membership = detector = None
         if transport is not None:
+            channel = Channel(config.gossip.cluster_label, self._keyring())
             membership = MembershipActor.start(
-                engine.membership, transport, config.gossip.cluster_label, self.stats
+                engine.membership,
+                transport,
+                channel,
+                self.stats,
+                keyring_path(config.sqlite_path),
             )
             self._refs["membership"] = self.membership = membership
             self.gossip_address = engine.membership.members.addr
@@ -162,6 +183,26 @@ class Node:
             return self._transport(bind)
         except OSError as exc:
             raise OSError(f"cannot listen on {bind} (gossip.bind_address): {exc.strerror}") from exc
+
+    def _keyring(self) -> Keyring | None:
+        """The keys this node last had (kept beside its data through rotations), or the
+        configured ones."""
+        path = keyring_path(self.config.sqlite_path)
+        configured = self.config.gossip.keys
+        kept = load_keyring(path)
+        if kept is not None:
+            if configured and set(configured) != set(kept.keys):
+                log.warning(
+                    "gossip keys from %s (rotated since gossip.keys was set); "
+                    "delete it to start from gossip.keys",
+                    path,
+                )
+            return kept
+        if not configured:
+            return None
+        keyring = Keyring(configured)
+        save_keyring(path, keyring)
+        return keyring
 
     def _timing(self) -> Timing:
         gossip = self.config.gossip

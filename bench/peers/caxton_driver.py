@@ -2,7 +2,8 @@
 
 Views come from ``GET /members`` on a keep-alive connection per node; failures are the
 node's own log lines of a member turning dead; a graceful leave is SIGTERM (the node
-says goodbye, then exits).
+says goodbye, then exits). With an ``encrypt_key`` every node gets ``--gossip-keys KEY``
+(base64 of 32 bytes, Serf's ``-encrypt`` format): all gossip sealed with AES-256-GCM.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ class CaxtonDriver(ProcessDriver):
     system = "caxton"
 
     def __init__(self, workdir: Path, base_port: int, encrypt_key: str | None = None) -> None:
-        if encrypt_key:
-            raise RuntimeError("caxton-actors has no gossip encryption yet")
         super().__init__(workdir, base_port)
+        self.encrypt_key = encrypt_key
         self.http: dict[int, http.client.HTTPConnection] = {}
 
     def http_port(self, i: int) -> int:
@@ -46,6 +46,8 @@ class CaxtonDriver(ProcessDriver):
             "--gossip-profile", "lan",
             "--gossip-bind", f"127.0.0.1:{self.gossip_port(i)}",
         ]  # fmt: skip
+        if self.encrypt_key:
+            argv += ["--gossip-keys", self.encrypt_key]  # AES-256-GCM, as Serf's -encrypt
         if seeds:
             argv += ["--gossip-seeds", ",".join(f"127.0.0.1:{self.gossip_port(s)}" for s in seeds)]
         self._spawn(i, argv)

@@ -14,9 +14,11 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import gevent
+import gevent.event
 import gevent.queue
 import pykka
 
@@ -46,7 +48,9 @@ from caxton_actors.swim.messages import (
     Refuted,
     State,
 )
-from caxton_actors.wire import codec
+from caxton_actors.wire import codec, keyring
+from caxton_actors.wire.channel import Channel
+from caxton_actors.wire.keyring import KeyringReply, KeyringRequest
 from caxton_actors.wire.transport import StreamError, Transport
 
 log = logging.getLogger(__name__)
@@ -105,11 +109,31 @@ class GossipHealth:
     """Unix time in seconds of the last full-state exchange, if any."""
     known: int
     """Members ever seen and still remembered, this node excluded."""
+    encrypted: bool
+    """Whether gossip is sealed with keys (``gossip.keys``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class GossipStatus(Request[GossipHealth]):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyringReport:
+    """What every member said to one keyring request, this node's first."""
+
+    replies: tuple[tuple[str, KeyringReply], ...]
+    """By member name: its keys afterwards, or why it refused."""
+    unreachable: tuple[tuple[str, str], ...]
+    """By member name: why no reply came (dead, refused the stream, wrong key...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeKeys(Request["gevent.event.AsyncResult[KeyringReport]"]):
+    """Apply ``request`` here, then ask every member to. Answered at once with a result
+    that the fan-out fills, so that this actor never waits on the network."""
+
+    request: KeyringRequest
 
 
 def _wall(monotonic: float) -> float:
@@ -121,51 +145,57 @@ class MembershipActor(StageActor):
         self,
         stage: MembershipStage,
         transport: Transport,
-        cluster_label: str,
+        channel: Channel,
         stats: metrics.Metrics,
+        keyring_file: Path,
     ) -> None:
         super().__init__()
         self._stage = stage
         self._members = stage.members
         self._transport = transport
-        self._label = cluster_label
+        self._channel = channel
         self._stats = stats
+        self._keyring_file = keyring_file
         self._subscribers: list[gevent.queue.Queue[MemberEvent]] = []
         self._alarm = Alarm(lambda: self.actor_ref.tell(Tick()))
 
     # Running in the transport's greenlets: decode, then hand over as a message.
 
-    def _on_datagram(self, data: bytes, sender: Address) -> None:
+    def _on_datagram(self, data: bytes, source: Address) -> None:
         try:
-            packet = codec.decode(data, self._label)
+            packet, _ = self._channel.unpack(data)
         except codec.DecodeError as exc:
             self._dropped(exc)
             return
-        self.actor_ref.tell(Inbound(packet))
+        self.actor_ref.tell(Inbound(packet, source))
 
-    def _on_stream(self, data: bytes, sender: Address) -> bytes | None:
+    def _on_stream(self, data: bytes, source: Address) -> bytes | None:
         try:
-            packet = codec.decode(data, self._label, codec.MAX_STREAM_MESSAGE)
+            packet, _ = self._channel.unpack(data, codec.MAX_STREAM_REQUEST)
         except codec.DecodeError as exc:
             self._dropped(exc)
             return None
-        hop = stream_request(packet)
-        if hop is None:
+        hop = stream_request(packet, source)
+        owner: pykka.ActorRef[Any] | None
+        request: object
+        if isinstance(packet.message, KeyringRequest):  # this actor's own, not the engine's
+            owner, request = self.actor_ref, packet.message
+        elif hop is None:
             self._stats.incr(f"{metrics.GOSSIP_DROPPED}.unexpected_stream")
             return None
-        owner = self.actor_ref if hop.stage is Stage.MEMBERSHIP else self._peers.get(hop.stage)
+        else:
+            owner, request = self._owner(hop.stage), hop.message
         if owner is None:
             return None
         try:
             reply = cast(
-                "Packet | None",
-                owner.ask(hop.message, block=False).get(timeout=STREAM_ANSWER_TIMEOUT),
+                "Packet | None", owner.ask(request, block=False).get(timeout=STREAM_ANSWER_TIMEOUT)
             )
         except (pykka.ActorDeadError, pykka.Timeout):  # stopping, or too busy to answer now
             return None
         if reply is None:
             return None
-        return codec.encode(reply, self._label, codec.MAX_STREAM_MESSAGE)
+        return self._channel.pack(reply, codec.MAX_STREAM_MESSAGE)
 
     def _exchange(self, to: Address, packet: Packet) -> None:
         """One stream, in its own greenlet; the answer comes back as a message."""
@@ -173,9 +203,9 @@ class MembershipActor(StageActor):
             self._stats.incr(metrics.REGISTRY_PULLS)
         try:
             data = self._transport.exchange(
-                to, codec.encode(packet, self._label, codec.MAX_STREAM_MESSAGE)
+                to, self._channel.pack(packet, codec.MAX_STREAM_REQUEST)
             )
-            answer = codec.decode(data, self._label, codec.MAX_STREAM_MESSAGE)
+            answer, _ = self._channel.unpack(data, codec.MAX_STREAM_MESSAGE)
         except StreamError as exc:
             log.debug("stream to %s:%d failed: %s", *to, exc)
             return
@@ -186,7 +216,60 @@ class MembershipActor(StageActor):
             self._stats.incr(f"{metrics.GOSSIP_DROPPED}.unexpected_stream")
             return
         with contextlib.suppress(pykka.ActorDeadError):  # the node stopped meanwhile
-            self.actor_ref.tell(Inbound(answer, answer=True))
+            self.actor_ref.tell(Inbound(answer, to, answer=True))
+
+    def _owner(self, stage: Stage) -> pykka.ActorRef[Any] | None:
+        return self.actor_ref if stage is Stage.MEMBERSHIP else self._peers.get(stage)
+
+    def _change_keys(self, request: KeyringRequest) -> KeyringReply:
+        """Apply a keyring change here and keep it on disk before it takes effect."""
+        ring = self._channel.keyring
+        if ring is None:
+            return KeyringReply((), "gossip is not encrypted on this node (gossip.keys)")
+        try:
+            changed = keyring.change(ring, request)
+            if changed != ring:
+                keyring.save_keyring(self._keyring_file, changed)
+        except keyring.KeyringError as exc:
+            return KeyringReply(keyring.fingerprints(ring), str(exc))
+        except OSError as exc:
+            log.error("cannot save the gossip keyring to %s: %s", self._keyring_file, exc)
+            return KeyringReply(keyring.fingerprints(ring), f"cannot save the keyring: {exc}")
+        if changed != ring:
+            self._channel.keyring = changed
+            assert request.key is not None  # a change names its key
+            log.info("gossip keyring: %s %s", request.op, keyring.fingerprint(request.key))
+        return KeyringReply(keyring.fingerprints(changed))
+
+    def _ask_members(
+        self,
+        request: KeyringRequest,
+        mine: KeyringReply,
+        result: gevent.event.AsyncResult[KeyringReport],
+    ) -> None:
+        """Every other member, at once; a member that is down is reported, not waited for."""
+        me = self._members.name
+        others = [r for r in self._members.records() if r.name != me and r.state is not State.LEFT]
+        up = [r for r in others if r.state is not State.DEAD]
+        asked = [gevent.spawn(self._ask_member, r.addr, request) for r in up]
+        gevent.joinall(asked)
+        replies, unreachable = [(me, mine)], [(r.name, "dead") for r in others if r not in up]
+        for record, greenlet in zip(up, asked, strict=True):
+            if isinstance(greenlet.value, KeyringReply):
+                replies.append((record.name, greenlet.value))
+            else:
+                unreachable.append((record.name, str(greenlet.value)))
+        result.set(KeyringReport(tuple(replies), tuple(unreachable)))
+
+    def _ask_member(self, to: Address, request: KeyringRequest) -> KeyringReply | str:
+        try:
+            packet = self._channel.pack(Packet(self._members.name, request))
+            answer, _ = self._channel.unpack(self._transport.exchange(to, packet))
+        except (StreamError, codec.DecodeError) as exc:
+            return str(exc)
+        if not isinstance(answer.message, KeyringReply):
+            return "answered something else"
+        return answer.message
 
     def _dropped(self, exc: codec.DecodeError) -> None:
         self._stats.incr(f"{metrics.GOSSIP_DROPPED}.{exc.reason}")
@@ -220,10 +303,21 @@ class MembershipActor(StageActor):
                 last = self._members.last_sync
                 return GossipHealth(
                     self._members.addr,
-                    len(self._members.peers()),
+                    self._members.peer_count(),
                     None if last is None else _wall(last),
-                    len(self._members.records()) - 1,
+                    self._members.size() - 1,
+                    self._channel.encrypted,
                 )
+            case KeyringRequest():  # a member's, on a sealed stream
+                return Packet(self._members.name, self._change_keys(message))
+            case ChangeKeys(request=request):  # the operator's, through the HTTP API
+                mine = self._change_keys(request)
+                result: gevent.event.AsyncResult[KeyringReport] = gevent.event.AsyncResult()
+                if mine.error:
+                    result.set(KeyringReport(((self._members.name, mine),), ()))
+                else:
+                    gevent.spawn(self._ask_members, request, mine, result)
+                return result
             case Subscribe(queue=queue):
                 self._subscribers.append(queue)
                 return None
@@ -236,7 +330,7 @@ class MembershipActor(StageActor):
     def _effect(self, output: Output) -> None:
         match output:
             case Transmit(to=to, packet=packet):
-                data = codec.encode(packet, self._label)
+                data = self._channel.pack(packet)
                 self._transport.send(data, to)
                 self._stats.incr(metrics.GOSSIP_MESSAGES_SENT)
                 self._stats.incr(metrics.GOSSIP_BYTES_SENT, len(data))
@@ -274,4 +368,4 @@ class MembershipActor(StageActor):
             self._stats.incr(metrics.GOSSIP_SUSPICIONS)
         elif member.state is State.DEAD:
             self._stats.incr(metrics.GOSSIP_DEATHS)
-        self._stats.gauge(metrics.GOSSIP_PEERS, len(self._members.peers()))
+        self._stats.gauge(metrics.GOSSIP_PEERS, self._members.peer_count())

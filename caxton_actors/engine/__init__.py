@@ -61,7 +61,7 @@ class Engine:
     ) -> None:
         self.membership = MembershipStage(Members(name, addr, meta, incarnation, timing, rng, now))
         self.detection = DetectionStage(Prober(name, timing, rng, now))
-        self.registry = RegistryStage(Replica(name, timing.dead_node_reclaim_time, limits), addr)
+        self.registry = RegistryStage(Replica(name, timing.dead_node_reclaim_time, limits))
 
     def handle(self, stage: Stage, now: float, message: StageInput) -> list[Output]:
         """Give ``message`` to ``stage``: for a shell that holds all three (the simulator)."""
@@ -80,11 +80,11 @@ class Engine:
         return None
 
 
-def stream_request(packet: Packet) -> Hop | None:
+def stream_request(packet: Packet, source: Address) -> Hop | None:
     """Which stage answers a stream request, as what input; None: not a stream request."""
     message = packet.message
     if isinstance(message, StateSync):
-        return Hop(Stage.MEMBERSHIP, SyncRequest(packet))
+        return Hop(Stage.MEMBERSHIP, SyncRequest(packet, source))
     if isinstance(message, RegistryPull):
         return Hop(Stage.REGISTRY, AnswerPull(message))
     return None

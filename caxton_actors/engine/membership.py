@@ -1,15 +1,17 @@
 """The membership stage: the member table, dissemination, and what each packet carries.
 
-Every datagram and stream answer enters here. Its heads go to the registry stage
-first (so a pull can start while the rest is handled), its piggybacked updates to
-the member table, and its message to whichever part it is for: a full-state
-exchange to the table, probe traffic to the detection stage, a pull's answer to the
-registry stage. Everything that leaves the node leaves here, with the updates and
-heads still to be spread on board.
+Every datagram and stream answer enters here. Its piggybacked updates go to the
+member table, its heads to the registry stage (only from a member's address: a pull
+goes back there), and its message to whichever part it is for: a full-state exchange
+to the table, probe traffic to the detection stage, a pull's answer to the registry
+stage. Everything that leaves the node leaves here, with the updates and heads still
+to be spread on board, but only to members: a stranger's ping gets a bare ack, no
+bigger than what it sent.
 """
 
 from __future__ import annotations
 
+from caxton_actors.address import Address
 from caxton_actors.engine.messages import (
     Answer,
     Dropped,
@@ -37,11 +39,15 @@ from caxton_actors.registry.records import AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.members import BroadcastQueue, Members
 from caxton_actors.swim.messages import (
     HTTP_META_KEY,
+    Ack,
     Effect,
     Gossip,
+    Ignored,
     MemberChanged,
+    Nack,
     NameConflict,
     Ping,
+    PingReq,
     ProbeFailed,
     Refuted,
     Send,
@@ -91,10 +97,11 @@ class MembershipStage:
     def handle(self, now: float, message: MembershipInput) -> list[Output]:
         members = self.members
         match message:
-            case Inbound(packet=packet, answer=answer):
-                return self._inbound(now, packet, answer)
-            case SyncRequest(packet=packet):
-                return self._answer_sync(now, packet)
+            case Inbound(packet=packet, source=source, answer=answer):
+                return self._inbound(now, packet, source, answer)
+            case SyncRequest(packet=packet, source=source):
+                outputs = self._inbound(now, packet, source, answer=True)
+                return [*outputs, Answer(self.packet(members.full_state()))]
             case Tick():
                 return self._run(now, members.tick(now, bool(self.heads.news)))
             case Send():
@@ -113,50 +120,51 @@ class MembershipStage:
             case LeaveCluster():
                 return self._run(now, members.leave(now))
 
-    def packet(self, message: WireMessage) -> Packet:
+    def packet(self, message: WireMessage, to_member: bool = True) -> Packet:
         """``message`` from this node, with the updates and heads still to be spread on board.
 
         A full-state exchange carries the whole table and every head; registry stream
-        messages carry nothing else.
+        messages, and datagrams to an address no member has, carry nothing else.
         """
         members = self.members
         if isinstance(message, StateSync):
-            return Packet(members.name, members.addr, message, (), self.heads.digest)
-        if isinstance(message, (RegistryPull, AgentUpdate)):
-            return Packet(members.name, members.addr, message)
+            return Packet(members.name, message, (), self.heads.digest)
+        if isinstance(message, (RegistryPull, AgentUpdate)) or not to_member:
+            return Packet(members.name, message)
         # A pinged suspect hears of its suspicion first, so it can refute at once.
         prefer = message.target if isinstance(message, Ping) else None
         piggyback = members.take_broadcasts(MAX_PIGGYBACK, prefer)
         limit = members.timing.retransmit_limit(members.size())
         heads = self.heads.for_datagram(limit)
-        return Packet(members.name, members.addr, message, piggyback, heads)
+        return Packet(members.name, message, piggyback, heads)
 
-    def _inbound(self, now: float, packet: Packet, answer: bool = False) -> list[Output]:
+    def _inbound(self, now: float, packet: Packet, source: Address, answer: bool) -> list[Output]:
+        """``answer``: on a stream (ours, or one whose request we answer), not a datagram."""
+        members = self.members
         outputs: list[Output] = []
-        if packet.heads:
-            outputs.append(Hop(Stage.REGISTRY, HeardHeads(packet.sender_addr, packet.heads)))
-        effects = self.members.apply(now, packet.piggyback)
+        effects = members.apply(now, packet.piggyback)
         message = packet.message
         match message:
-            case StateSync():
-                effects += self.members.on_state_sync(now, packet.sender_addr, message)
+            case StateSync() if answer:
+                effects += members.on_state_sync(now, message)
             case AgentUpdate() if answer:
                 outputs.append(Hop(Stage.REGISTRY, Merge(message)))
-            case AgentUpdate() | RegistryPull():  # unasked, or a request off its stream
-                outputs.append(Dropped("unexpected_datagram"))
+            case Ping() | Ack() | Nack() | PingReq():
+                outputs.append(Hop(Stage.DETECTION, Probe(source, message)))
             case Gossip():
                 pass
-            case _:
-                outputs.append(Hop(Stage.DETECTION, Probe(packet.sender_addr, message)))
-        return outputs + self._run(now, effects)
-
-    def _answer_sync(self, now: float, packet: Packet) -> list[Output]:
-        """Merge a pushed table; ours goes back on the same stream."""
-        outputs = self._inbound(now, packet)
-        answers = [o for o in outputs if isinstance(o, Exchange) and o.to == packet.sender_addr]
-        answer = next((o for o in answers if isinstance(o.packet.message, StateSync)), None)
-        rest = [o for o in outputs if o is not answer]
-        return [*rest, Answer(None if answer is None else answer.packet)]
+            case _:  # a stream message off its stream, or an answer nobody asked for
+                outputs.append(Dropped("unexpected_datagram"))
+        outputs = self._run(now, effects) + outputs
+        if packet.heads:  # after the member events, so the registry knows the owners
+            # Pulls go to a member: where this came from, or where the sender lives (a
+            # pushed table comes from a passing port).
+            teller = source if members.knows(source) else members.address_of(packet.sender)
+            if teller is None:
+                outputs.append(Dropped("heads_from_stranger"))
+            else:
+                outputs.append(Hop(Stage.REGISTRY, HeardHeads(teller, packet.heads)))
+        return outputs
 
     def _run(self, now: float, effects: list[Effect]) -> list[Output]:
         outputs: list[Output] = []
@@ -165,7 +173,7 @@ class MembershipStage:
                 case Send(to=to, message=StateSync() as sync):
                     outputs.append(Exchange(to, self.packet(sync)))
                 case Send(to=to, message=message):
-                    outputs.append(Transmit(to, self.packet(message)))
+                    outputs.append(Transmit(to, self.packet(message, self.members.knows(to))))
                 case MemberChanged(member=member):
                     up = member.state in (State.ALIVE, State.SUSPECT)
                     route = dict(member.meta).get(HTTP_META_KEY)
@@ -178,4 +186,6 @@ class MembershipStage:
                     outputs += [effect, Hop(Stage.DETECTION, effect)]
                 case NameConflict():
                     outputs.append(effect)
+                case Ignored(reason=reason):
+                    outputs.append(Dropped(reason))
         return outputs

@@ -24,6 +24,7 @@ from caxton_actors.swim.messages import (
     Send,
     Update,
 )
+from caxton_actors.wire.keyring import KeyringReply, KeyringRequest
 
 
 class Stage(IntEnum):
@@ -38,16 +39,20 @@ class Stage(IntEnum):
     REGISTRY = 3
 
 
-WireMessage = Message | RegistryPull | AgentUpdate
-"""What a packet may carry: SWIM's messages and the registry's stream messages."""
+WireMessage = Message | RegistryPull | AgentUpdate | KeyringRequest | KeyringReply
+"""What a packet may carry: SWIM's messages, the registry's stream messages, and key
+rotation (the membership actor's own, on streams)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Packet:
-    """One datagram, or one stream message (full-state exchange, registry pull, answer)."""
+    """One datagram, or one stream message (full-state exchange, registry pull, answer).
+
+    It names no address: a reply goes where the packet came from (the transport says
+    where), never to an address a peer wrote into it.
+    """
 
     sender: str
-    sender_addr: Address
     message: WireMessage
     piggyback: tuple[Update, ...] = ()
     heads: tuple[Head, ...] = ()
@@ -68,6 +73,8 @@ class Inbound:
     """Membership: a datagram, or the answer to a stream this node opened."""
 
     packet: Packet
+    source: Address
+    """Where it came from: the datagram's source address, or the address we connected to."""
     answer: bool = False
     """The answer to a stream this node opened: only then is a pull's answer merged."""
 
@@ -77,6 +84,7 @@ class SyncRequest:
     """Membership: a full-state exchange that arrived on a stream; answered with ours."""
 
     packet: Packet
+    source: Address
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from caxton_actors.address import Address
 from caxton_actors.engine.messages import (
     Answer,
     AnswerPull,
@@ -34,10 +33,8 @@ from caxton_actors.registry.replica import Merged, Replica
 
 
 class RegistryStage:
-    def __init__(self, replica: Replica, addr: Address) -> None:
+    def __init__(self, replica: Replica) -> None:
         self.replica = replica
-        self.addr = addr
-        """This node's gossip address, as the sender of its answers."""
         self._spread: tuple[Head, ...] = ()
         """The heads membership was last given to spread."""
 
@@ -57,15 +54,17 @@ class RegistryStage:
         outputs: list[Output] = []
         match message:
             case HeardHeads(source=source, heads=heads):
-                replica.hear(heads, source)
+                replica.hear(heads, source, now)
+                outputs += [Dropped(reason, n) for reason, n in replica.refused.items()]
+                replica.refused.clear()
             case MemberState(name=name, up=up, route=route):
                 replica.member_changed(name, up, route, now)
             case Merge(update=update):
-                merged = replica.merge(update)
+                merged = replica.merge(update, now)
                 outputs += [Dropped(reason, n) for reason, n in merged.dropped.items()]
                 outputs += self._persist(merged, {h.name for h in update.heads})
             case AnswerPull(pull=pull):
-                answer = Packet(replica.name, self.addr, replica.answer(pull))
+                answer = Packet(replica.name, replica.answer(pull))
                 outputs.append(Answer(answer))
             case Committed(changes=changes):
                 for change in changes:

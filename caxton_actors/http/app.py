@@ -120,6 +120,7 @@ def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App[Any, Any]
     app.add_route("/correlations", r.CorrelationList(actors))
     app.add_route("/correlations/{correlation_id}", r.CorrelationItem(actors))
     app.add_route("/members", r.MemberList(actors))
+    app.add_route("/keyring", r.Keyring(actors))
     app.add_route("/events", r.Events(actors))
     app.add_route("/cluster/join", r.ClusterJoin(actors))
     app.add_route("/cluster/leave", r.ClusterLeave(actors))

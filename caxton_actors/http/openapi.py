@@ -34,6 +34,17 @@ def _ref(name: str) -> Json:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_REASONS = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "By member name: why",
+}
+_ENCRYPTED = {
+    "type": "boolean",
+    "description": "Whether gossip is sealed with keys (gossip.keys); false without gossip",
+}
+
+
 def _json(schema: Json, description: str) -> Json:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -154,11 +165,18 @@ PATHS: Json = {
                 "200": _json(
                     {
                         "type": "object",
-                        "required": ["peer_count", "last_sync", "agent_count", "status"],
+                        "required": [
+                            "peer_count",
+                            "last_sync",
+                            "agent_count",
+                            "encrypted",
+                            "status",
+                        ],
                         "properties": {
                             "peer_count": {"type": "integer"},
                             "last_sync": {"type": ["integer", "null"]},
                             "agent_count": {"type": "integer"},
+                            "encrypted": _ENCRYPTED,
                             "health_score": {
                                 "type": "integer",
                                 "description": "Lifeguard local health, 0 is best; "
@@ -494,8 +512,11 @@ PATHS: Json = {
                 "200": _json(
                     {
                         "type": "object",
-                        "required": ["members"],
-                        "properties": {"members": {"type": "array", "items": _ref("Member")}},
+                        "required": ["members", "encrypted"],
+                        "properties": {
+                            "members": {"type": "array", "items": _ref("Member")},
+                            "encrypted": _ENCRYPTED,
+                        },
                     },
                     "Members",
                 ),
@@ -517,6 +538,77 @@ PATHS: Json = {
                 **_UNAVAILABLE,
             },
         }
+    },
+    "/keyring": {
+        "get": {
+            "summary": "The gossip keys every member holds (fingerprints), as `keys list`",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["members", "keys", "unreachable"],
+                        "properties": {
+                            "members": {"type": "integer"},
+                            "keys": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "key": {"type": "string"},
+                                        "installed": {"type": "integer"},
+                                        "primary": {"type": "integer"},
+                                    },
+                                },
+                            },
+                            "unreachable": _REASONS,
+                        },
+                    },
+                    "Keys by fingerprint: on how many members, and primary on how many",
+                ),
+                "409": _error("Gossip is off on this node"),
+                **_UNAVAILABLE,
+            },
+        },
+        "post": {
+            "summary": "Install, use or remove a gossip key on every member",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["op", "key"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "op": {"enum": ["install", "use", "remove"]},
+                                "key": {"type": "string", "description": "32 bytes, base64"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "op": {"type": "string"},
+                            "key": {"type": "string", "description": "its fingerprint"},
+                            "members": {"type": "integer"},
+                            "acknowledged": {"type": "array", "items": {"type": "string"}},
+                            "refused": _REASONS,
+                            "unreachable": _REASONS,
+                        },
+                    },
+                    "Done here; who acknowledged, who refused and who was not reached",
+                ),
+                "409": _error(
+                    "Refused here (the primary key, a key not installed, gossip not "
+                    "encrypted or off)"
+                ),
+                **_BAD_BODY,
+            },
+        },
     },
     "/cluster/join": {
         "post": {

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import falcon
+import gevent
 import gevent.queue
 import pykka
 
 from caxton_actors.actors.detector import DetectorActor, HealthScore
 from caxton_actors.actors.membership import (
+    ChangeKeys,
     GossipStatus,
+    KeyringReport,
     ListMembers,
     MemberEvent,
     MembershipActor,
@@ -58,7 +61,15 @@ from caxton_actors.runtime.actor import GeventActor, Ping, Request, ask
 from caxton_actors.state.contract import MAX_VALUE_BYTES, StateError
 from caxton_actors.state.service import StateService
 from caxton_actors.swim.messages import HTTP_META_KEY
+from caxton_actors.wire.keyring import (
+    KeyOp,
+    KeyringError,
+    KeyringRequest,
+    fingerprint,
+    parse_key,
+)
 from caxton_actors.wire.seeds import resolve as seeds_resolve
+from caxton_actors.wire.transport import STREAM_TIMEOUT
 
 MAX_ID_LENGTH = LIMITS.max_id_length
 MAX_CAPABILITIES = LIMITS.max_capabilities
@@ -230,6 +241,7 @@ class GossipHealth(Resource):
                 "peer_count": 0,
                 "last_sync": None,
                 "agent_count": agents,
+                "encrypted": False,
                 "status": "healthy",
             }
             return
@@ -240,6 +252,7 @@ class GossipHealth(Resource):
             "peer_count": health.peer_count,
             "last_sync": None if health.last_sync is None else round(health.last_sync * 1000),
             "agent_count": agents,
+            "encrypted": health.encrypted,
             "health_score": score,
             "status": "degraded" if minority or score > 0 else "healthy",
         }
@@ -251,8 +264,10 @@ class MemberList(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self.actors.membership is None:
             raise _gossip_off()
-        views = _ask(self.actors.membership, ListMembers(), "membership", self.actors.timeout)
-        resp.media = {"members": [_member(view) for view in views]}
+        membership, timeout = self.actors.membership, self.actors.timeout
+        views = _ask(membership, ListMembers(), "membership", timeout)
+        encrypted = _ask(membership, GossipStatus(), "membership", timeout).encrypted
+        resp.media = {"members": [_member(view) for view in views], "encrypted": encrypted}
 
 
 def _member(view: MemberView) -> dict[str, Any]:
@@ -273,6 +288,68 @@ def _gossip_off() -> falcon.HTTPConflict:
     return falcon.HTTPConflict(
         description="gossip is off on this node; start it with gossip.enabled: true"
     )
+
+
+class Keyring(Resource):
+    """The cluster's gossip keys, as ``serf keys`` does: list, install, use, remove.
+
+    The change is made here first (refused here: a 409), then asked of every member on a
+    sealed stream; the answer says who acknowledged, who refused and who could not be
+    reached. Keys are shown as fingerprints only.
+    """
+
+    name = "keyring"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        report = self._change(KeyringRequest(KeyOp.LIST, None))
+        installed: dict[str, list[int]] = {}
+        for _, reply in report.replies:
+            for i, key in enumerate(reply.keys):
+                counts = installed.setdefault(key, [0, 0])
+                counts[0] += 1
+                counts[1] += i == 0
+        resp.media = {
+            "members": len(report.replies) + len(report.unreachable),
+            "keys": [
+                {"key": key, "installed": n, "primary": p} for key, (n, p) in installed.items()
+            ],
+            "unreachable": dict(report.unreachable),
+        }
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json_object(req)
+        _known_fields(body, {"op", "key"})
+        op = _required(body, "op")
+        if op not in (KeyOp.INSTALL, KeyOp.USE, KeyOp.REMOVE):
+            raise falcon.HTTPBadRequest(description="op must be install, use or remove")
+        try:
+            key = parse_key(_str(_required(body, "key"), "key"))
+        except KeyringError as exc:
+            raise falcon.HTTPBadRequest(description=f"key: {exc}") from None
+        report = self._change(KeyringRequest(KeyOp(op), key))
+        (_, mine), *others = report.replies
+        if mine.error:
+            raise falcon.HTTPConflict(description=mine.error)
+        resp.media = {
+            "op": op,
+            "key": fingerprint(key),
+            "members": len(report.replies) + len(report.unreachable),
+            "acknowledged": [name for name, reply in report.replies if not reply.error],
+            "refused": {name: reply.error for name, reply in others if reply.error},
+            "unreachable": dict(report.unreachable),
+        }
+
+    def _change(self, request: KeyringRequest) -> KeyringReport:
+        if self.actors.membership is None:
+            raise _gossip_off()
+        waiting = _ask(
+            self.actors.membership, ChangeKeys(request), "membership", self.actors.timeout
+        )
+        try:
+            report: KeyringReport = waiting.get(timeout=STREAM_TIMEOUT + self.actors.timeout)
+        except gevent.Timeout:
+            raise ActorUnavailable("the members did not all answer in time") from None
+        return report
 
 
 class ClusterJoin(Resource):

@@ -15,6 +15,11 @@ time, so each peer gets the owner's live set once and drops the rest of that pas
 Reads pick, for each agent id, the newest claim among its owners (an agent
 re-registered on another node has moved). An owner that membership reports
 dead or left makes its agents ``unreachable``; after ``ttl`` they are dropped.
+
+What peers say is bounded: only owners that membership knows are heard or merged,
+no version or change time may be ahead of this node's clock by more than
+``MAX_CLOCK_SKEW``, and an answer larger than any this node would send is refused
+whole. A peer that breaks a bound is counted (``Merged.dropped``), never merged.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, Regis
 PULL_TIMEOUT = 2.0
 # Most records one answer carries: a delta past it is sent in parts, oldest changes first.
 MAX_ANSWER_RECORDS = 20_000
+# Seconds a peer's clock may run ahead of ours. Versions and change times are an owner's
+# clock in milliseconds: one further ahead is a lie that would outrank the owner for good.
+MAX_CLOCK_SKEW = 300.0
 
 ACTIVE = "active"
 UNREACHABLE = "unreachable"
@@ -104,6 +112,11 @@ class Replica:
         """Owners with a pull in flight, and when to give up waiting for it."""
         self._news: dict[str, None] = {}
         """Owners whose head rose here since the last ``take_news``."""
+        self._members: set[str] = {name}
+        """Owners membership has told of (up or down) and not yet dropped: the only ones
+        whose heads and records are taken."""
+        self.refused: Counter[str] = Counter()
+        """Heads refused while hearing, by reason (a merge reports its own)."""
 
     # This node's own agents.
 
@@ -170,10 +183,15 @@ class Replica:
         known = self._owners.get(owner)
         return 0 if known is None else known.head
 
-    def hear(self, heads: Iterable[Head], source: Address) -> None:
+    def hear(self, heads: Iterable[Head], source: Address, now: float) -> None:
         """``source`` knows these heads: where to pull from when ours are behind."""
+        ceiling = _ceiling(now)
         for head in heads:
-            if head.name == self.name:
+            if head.name not in self._members:
+                self.refused["unknown_owner"] += 1
+            elif head.version > ceiling:
+                self.refused["from_future"] += 1
+            elif head.name == self.name:
                 self._heard_of_self(head.version)
             elif (
                 head.version > self.head(head.name)
@@ -225,20 +243,28 @@ class Replica:
                 live.append((theirs.name, ids))
         return AgentUpdate(tuple(records), tuple(heads), tuple(live))
 
-    def merge(self, update: AgentUpdate) -> Merged:
+    def merge(self, update: AgentUpdate, now: float) -> Merged:
         """Take a peer's answer: its records, then its heads, which are now ours."""
         dropped: Counter[str] = Counter()
+        if _oversized(update):
+            return Merged(dropped=Counter(oversized_answer=1))
         stored: list[AgentRecord] = []
         forgotten: list[tuple[str, str]] = []
+        ceiling = _ceiling(now)
         # An answer no newer than what we know (a late reply to a repeated pull) brings
         # nothing, and its list of live agents would take us back: skip its owners.
-        heads = {h.name: h.version for h in update.heads if h.version > self.head(h.name)}
+        heads = {}
+        for h in update.heads:
+            if h.name not in self._members or h.version > ceiling:
+                dropped["unknown_owner" if h.name not in self._members else "from_future"] += 1
+            elif h.version > self.head(h.name):
+                heads[h.name] = h.version
         for name in {h.name for h in update.heads} - set(heads):
             self._pulling.pop(name, None)
         for record in update.records:
             if record.owner not in heads and record.owner != self.name:
                 continue
-            reason = self._refusal(record, heads)
+            reason = self._refusal(record, heads, ceiling)
             if reason:
                 dropped[reason] += 1
                 continue
@@ -268,17 +294,28 @@ class Replica:
                 self._news[name] = None
         return Merged(tuple(stored), tuple(forgotten), dropped=dropped)
 
-    def _refusal(self, record: AgentRecord, heads: dict[str, int]) -> str:
+    def _refusal(self, record: AgentRecord, heads: dict[str, int], ceiling: int) -> str:
         limits = self.limits
         if record.owner == self.name:
             return "not_owner"  # only this node speaks for its own agents
         if record.owner not in heads or record.version > heads[record.owner]:
             return "beyond_head"
+        if record.changed_at > ceiling:
+            return "from_future"
         if not 0 < len(record.agent_id) <= limits.max_id_length:
             return "bad_id"
         if len(record.capabilities) > limits.max_capabilities:
             return "too_many_capabilities"
-        return ""  # the owner enforces its own agent limit: ours may differ from its
+        owner = self._owners.get(record.owner)
+        if (
+            owner is not None
+            and record.agent_id not in owner.records
+            and len(owner.records) >= 2 * limits.max_agents_per_node
+        ):
+            # Room for an owner's live agents and as many tombstones, if its limit is ours
+            # (a cluster's nodes should share registry.max_agents_per_node).
+            return "owner_full"
+        return ""
 
     def _heard_of_self(self, version: int) -> None:
         """Someone knows a later version of this node than it does: a past life of it.
@@ -294,6 +331,7 @@ class Replica:
     # Membership.
 
     def member_changed(self, name: str, up: bool, route: str | None, now: float) -> None:
+        self._members.add(name)
         if route:
             self.routes[name] = route
         if up:
@@ -305,12 +343,14 @@ class Replica:
         """Drop owners down for ``ttl``, and tombstones older than ``ttl``."""
         forgotten: list[tuple[str, str]] = []
         gone = []
-        for name, since in self._down.items():
-            owner = self._owners.get(name)
-            if owner is not None and since + self.ttl <= now:
+        for name in [n for n, since in self._down.items() if since + self.ttl <= now]:
+            del self._down[name]
+            self._members.discard(name)
+            self.routes.pop(name, None)
+            owner = self._owners.pop(name, None)
+            if owner is not None:
                 for record in list(owner.records.values()):
                     self._forget(owner, record)
-                del self._owners[name]
                 gone.append(name)
         cutoff = int((now - self.ttl) * 1000)
         while self._tombstones and self._tombstones[0][0] <= cutoff:
@@ -424,6 +464,17 @@ class Replica:
                 del self._by_capability[capability]
         for capability in new - old:
             bisect.insort(self._by_capability.setdefault(capability, []), agent_id)
+
+
+def _ceiling(now: float) -> int:
+    """The highest version or change time (in ms) believed of any owner at ``now``."""
+    return int((now + MAX_CLOCK_SKEW) * 1000)
+
+
+def _oversized(update: AgentUpdate) -> bool:
+    """More records than any answer a node sends (live lists are bounded by the stream's
+    size limit)."""
+    return len(update.records) > MAX_ANSWER_RECORDS
 
 
 def _newest(claims: dict[str, AgentRecord]) -> AgentRecord:

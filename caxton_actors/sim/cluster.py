@@ -47,6 +47,7 @@ from caxton_actors.engine.messages import (
     Register,
     Stage,
     StageInput,
+    SyncRequest,
     Tick,
     Transmit,
     WireMessage,
@@ -63,6 +64,8 @@ from caxton_actors.wire import codec
 from caxton_actors.wire.transport import STREAM_TIMEOUT
 
 GOSSIP_PORT = 7946
+EPHEMERAL_PORT = 40000
+"""The port a stream comes from, as a connection's would: not the sender's gossip port."""
 TICKED = (Stage.MEMBERSHIP, Stage.DETECTION)
 """The stages with deadlines of their own."""
 
@@ -345,6 +348,7 @@ class Cluster:
         if host is None:
             return
         net = self.network
+        inbound = Inbound(packet, addr_of(sender.name))
         copies = 1 + (self._rng.random() < net.duplicate)
         for _ in range(copies):
             if self._rng.random() < net.loss:
@@ -352,14 +356,14 @@ class Cluster:
             self._schedule(
                 self.now + self._delay(),
                 host,
-                lambda: self._mail(host, Stage.MEMBERSHIP, Inbound(packet), arrived=True),
+                lambda: self._mail(host, Stage.MEMBERSHIP, inbound, arrived=True),
             )
 
     def _open_stream(self, asker: _Host, receiver: str, packet: Packet) -> None:
         host = self._reachable(asker.name, receiver)
         if host is None or self._rng.random() < self.network.stream_failure:
             return  # refused or reset: the asker logs it and waits for its next round
-        hop = stream_request(packet)
+        hop = stream_request(packet, Address(asker.name, EPHEMERAL_PORT))
         if hop is None:
             self.dropped["unexpected_stream"] += 1
             return
@@ -380,7 +384,9 @@ class Cluster:
         self._schedule(
             at,
             asker,
-            lambda: self._mail(asker, Stage.MEMBERSHIP, Inbound(answer, answer=True), arrived=True),
+            lambda: self._mail(
+                asker, Stage.MEMBERSHIP, Inbound(answer, addr_of(host.name), True), arrived=True
+            ),
         )
 
     def _cut(self, a: str, b: str) -> bool:
@@ -416,7 +422,7 @@ def settled(
     for name in names:
         engine = cluster.node(name)
         pending: list[Output] = engine.membership.handle(
-            cluster.now, Inbound(Packet(names[0], addr_of(names[0]), everyone))
+            cluster.now, SyncRequest(Packet(names[0], everyone), addr_of(names[0]))
         )
         while pending:
             output = pending.pop()

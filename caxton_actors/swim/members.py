@@ -20,6 +20,7 @@ from caxton_actors.swim.messages import (
     Dead,
     Effect,
     Gossip,
+    Ignored,
     Left,
     MemberChanged,
     MemberRecord,
@@ -37,6 +38,12 @@ from caxton_actors.swim.timing import Timing
 
 # Longest wait between two join attempts while no seed has answered.
 JOIN_RETRY_MAX = 30.0
+# Most members a node keeps (tombstones included): a bound on a flood of made-up ones.
+MAX_MEMBERS = 16_384
+# Highest incarnation believed. A node starts at its clock in milliseconds (about 2^41), so
+# this is centuries of refutations away; a claim above it is a lie, and whoever it is about
+# can always outbid it (up to 2^63 - 1, the codec's limit) to refute it.
+MAX_INCARNATION = 2**62
 
 
 class Named(Protocol):
@@ -127,6 +134,11 @@ class Members:
         self._rng = rng
         me = MemberRecord(name, addr, incarnation, State.ALIVE, meta)
         self._table: dict[str, _Entry] = {name: _Entry(me, now)}
+        self._addrs: dict[Address, str] = {addr: name}
+        """Who is at each address: replies and registry pulls go only to members."""
+        self._up = 0
+        """Other members alive or suspect, counted as they change (not recounted per change)."""
+        self.max_members = MAX_MEMBERS
         self._queue: BroadcastQueue[Update] = BroadcastQueue()
         self._queue.push(Alive(name, incarnation, addr, meta))
         self._timed: dict[str, None] = {}
@@ -155,6 +167,21 @@ class Members:
 
     def changed_at(self, name: str) -> float:
         return self._table[name].changed_at
+
+    def peer_count(self) -> int:
+        return self._up
+
+    def knows(self, addr: Address) -> bool:
+        """Whether a member we have not forgotten is at ``addr``."""
+        return addr in self._addrs
+
+    def address_of(self, name: str) -> Address | None:
+        entry = self._table.get(name)
+        return None if entry is None or name == self.name else entry.record.addr
+
+    def full_state(self) -> StateSync:
+        """This node's whole table: the answer to a full-state exchange."""
+        return StateSync(tuple(self.records()), reply=False)
 
     def peers(self) -> list[MemberRecord]:
         """Other members that are alive or suspect: the ones worth talking to."""
@@ -199,6 +226,9 @@ class Members:
     def apply(self, now: float, updates: Iterable[Update]) -> list[Effect]:
         effects: list[Effect] = []
         for update in updates:
+            if update.incarnation > MAX_INCARNATION:
+                effects.append(Ignored("incarnation_ceiling"))
+                continue
             match update:
                 case Alive():
                     effects += self._alive(now, update)
@@ -210,15 +240,16 @@ class Members:
                     effects += self._left(now, update)
         return effects
 
-    def on_state_sync(self, now: float, sender: Address, sync: StateSync) -> list[Effect]:
-        """Merge a peer's table; answer with ours when asked."""
+    def on_state_sync(self, now: float, sync: StateSync) -> list[Effect]:
+        """Merge a peer's table (answering with ours is the caller's: see ``full_state``)."""
         self.last_sync = now
         self._next_join = None  # a seed answered
         effects: list[Effect] = []
         for record in sync.members:
-            effects += self._merge(now, record)
-        if sync.reply:
-            effects.append(Send(sender, StateSync(tuple(self.records()), reply=False)))
+            if record.incarnation > MAX_INCARNATION:
+                effects.append(Ignored("incarnation_ceiling"))
+            else:
+                effects += self._merge(now, record)
         return effects
 
     # Timers.
@@ -243,9 +274,8 @@ class Members:
             record = self._table[name].record
             if record.state is State.SUSPECT:
                 effects += self._dead(now, Dead(name, record.incarnation, self.name))
-            else:
-                del self._table[name]  # the tombstone has outlived any stale word
-                del self._timed[name]
+            else:  # the tombstone has outlived any stale word
+                self._forget(name)
         if self._next_join is not None and self._next_join <= now:
             effects += self._send_join(now)
         if self._next_gossip <= now:
@@ -289,13 +319,28 @@ class Members:
                 effects.append(Send(self._rng.choice(candidates).addr, sync))
         return effects
 
+    def _forget(self, name: str) -> None:
+        entry = self._table.pop(name)
+        del self._timed[name]
+        if self._addrs.get(entry.record.addr) == name:
+            del self._addrs[entry.record.addr]
+
     def _set(self, now: float, record: MemberRecord) -> MemberChanged | None:
         """Store ``record``; the event to publish if anything a user sees changed."""
         entry = self._table.get(record.name)
+        up = record.state in (State.ALIVE, State.SUSPECT) and record.name != self.name
         if entry is None:
             self._table[record.name] = _Entry(record, now)
+            self._addrs[record.addr] = record.name
+            self._up += up
             return MemberChanged(record, None)
         previous = entry.record
+        was_up = previous.state in (State.ALIVE, State.SUSPECT) and record.name != self.name
+        self._up += up - was_up
+        if previous.addr != record.addr:
+            if self._addrs.get(previous.addr) == record.name:
+                del self._addrs[previous.addr]
+            self._addrs[record.addr] = record.name
         entry.record = record
         entry.suspicion = None
         if record.state in (State.DEAD, State.LEFT) and record.name != self.name:
@@ -316,7 +361,7 @@ class Members:
         me = self.me
         if me.state is State.LEFT:
             return []
-        incarnation = max(me.incarnation, claimed) + 1
+        incarnation = max(me.incarnation, claimed) + 1  # claims are at most MAX_INCARNATION
         self._set(now, replace(me, incarnation=incarnation))
         self._queue.push(Alive(self.name, incarnation, me.addr, me.meta))
         return [Refuted(incarnation)]
@@ -333,8 +378,18 @@ class Members:
                 return clash + self._refute(now, alive.incarnation)  # an older self, or a clash
             return clash
         entry = self._table.get(alive.name)
+        if entry is None and len(self._table) >= self.max_members:
+            return [Ignored("member_table_full")]
         if entry is not None and alive.incarnation <= entry.record.incarnation:
             return []
+        if (
+            entry is not None
+            and entry.record.addr != alive.addr
+            and entry.record.state in (State.ALIVE, State.SUSPECT)
+        ):
+            # A live member does not move: its process is still answering at the old address.
+            # It may come back elsewhere once declared dead or gone (memberlist does the same).
+            return [Ignored("address_conflict")]
         if record is None:
             record = MemberRecord(
                 alive.name, alive.addr, alive.incarnation, State.ALIVE, alive.meta
@@ -393,10 +448,13 @@ class Members:
         return [event] if event else []
 
     def _left(self, now: float, left: Left) -> list[Effect]:
+        if left.name == self.name:  # a goodbye we did not say: a lie, or a past life's
+            if self.me.state is not State.LEFT and left.incarnation >= self.me.incarnation:
+                return self._refute(now, left.incarnation)
+            return []
         entry = self._table.get(left.name)
         if (
-            left.name == self.name
-            or entry is None
+            entry is None
             or left.incarnation < entry.record.incarnation
             or entry.record.state is State.LEFT
         ):

@@ -77,9 +77,11 @@ class Nack:
 
 @dataclass(frozen=True, slots=True)
 class PingReq:
+    """Ping ``target`` for me. The helper pings the address its own table has for it:
+    an address in a packet would let anyone aim this node's pings anywhere."""
+
     seq: int
     target: str
-    target_addr: Address
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,4 +159,11 @@ class Refuted:
     incarnation: int
 
 
-Effect = Send | MemberChanged | NameConflict | ProbeFailed | ProbeSucceeded | Refuted
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A claim refused as out of bounds; ``reason`` is a fixed word, counted by the shell."""
+
+    reason: str
+
+
+Effect = Send | MemberChanged | NameConflict | ProbeFailed | ProbeSucceeded | Refuted | Ignored

@@ -21,6 +21,7 @@ from caxton_actors.address import Address
 from caxton_actors.swim.messages import (
     Ack,
     Effect,
+    Ignored,
     MemberRecord,
     Message,
     Nack,
@@ -38,6 +39,9 @@ from caxton_actors.swim.timing import Timing
 # sent a full timeout later would land just after the period, and every death of a
 # member would count against the asker's own health.
 NACK_TIMEOUT_FRACTION = 0.8
+# Pings in flight for others at once: a member asks for at most ``indirect_checks`` a
+# period, so this is room for a large cluster, and a bound on a flood of ping-reqs.
+MAX_RELAYS = 1024
 
 
 @dataclass(slots=True)
@@ -107,11 +111,16 @@ class Prober:
         match message:
             case Ping(seq=seq, target=target):
                 return [Send(sender, Ack(seq))] if target == self.name else []
-            case PingReq(seq=seq, target=target, target_addr=target_addr):
+            case PingReq(seq=seq, target=target):
+                known = self._targets.get(target)
+                if known is None:  # not a member we know is up: nothing to ping
+                    return [Send(sender, Nack(seq))]
+                if len(self._relays) >= MAX_RELAYS:
+                    return [Ignored("too_many_relays")]
                 self._seq += 1
                 nack_at = now + NACK_TIMEOUT_FRACTION * self.timing.probe_timeout
                 self._relays[self._seq] = _Relay(sender, seq, nack_at)
-                return [Send(target_addr, Ping(self._seq, target))]
+                return [Send(known.addr, Ping(self._seq, target))]
             case Ack(seq=seq):
                 return self._on_ack(now, seq)
             case Nack(seq=seq):
@@ -181,7 +190,7 @@ class Prober:
         ]
         chosen = self._rng.sample(helpers, min(self.timing.indirect_checks, len(helpers)))
         probe.nacks_expected = len(chosen)
-        request = PingReq(probe.seq, probe.target.name, probe.target.addr)
+        request = PingReq(probe.seq, probe.target.name)
         return [Send(helper.addr, request) for helper in chosen]
 
     def _fail(self, probe: _Probe) -> list[Effect]:

@@ -2,14 +2,16 @@
 
 An envelope is a JSON object::
 
-    {"v": 1, "c": "<cluster label>", "s": "<sender>", "a": ["host", port],
+    {"v": 2, "c": "<cluster label>", "s": "<sender>",
      "t": "<type>", "p": {<payload>}, "g": [["<update type>", {<update>}], ...],
      "h": [["<owner>", <registry version>], ...]}
 
-``v`` lets a later version add authenticated encryption (a new version wraps
-the same envelope); ``c`` keeps two clusters on one network apart. Decoding
-returns a typed :class:`~caxton_actors.engine.messages.Packet` or raises
-:class:`DecodeError` whose ``reason`` is a fixed word, to be counted.
+``v`` is the protocol version; ``c`` keeps two clusters on one network apart (with
+keys, both also go into the seal: see ``channel.py``). Decoding returns a typed
+:class:`~caxton_actors.engine.messages.Packet` or raises :class:`DecodeError` whose
+``reason`` is a fixed word, to be counted. Every field is bounded: names by pattern,
+numbers by range, lists by count, and an address must be an IP literal, never a name
+to look up.
 
 The seed's ``GossipType`` maps onto the types as: ``StateSync`` is
 ``state_sync``; ``NodeJoin`` is ``node_join`` (an alive update); ``NodeLeave``
@@ -20,6 +22,7 @@ is ``node_leave``; ``HealthCheck`` is SWIM's ``ping``, ``ack``, ``nack`` and
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,6 +32,7 @@ import ujson
 from caxton_actors.address import Address
 from caxton_actors.engine.messages import Packet, WireMessage
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+from caxton_actors.swim.members import MAX_MEMBERS
 from caxton_actors.swim.messages import (
     Ack,
     Alive,
@@ -45,13 +49,27 @@ from caxton_actors.swim.messages import (
     Suspect,
     Update,
 )
+from caxton_actors.wire.keyring import (
+    KeyOp,
+    KeyringError,
+    KeyringReply,
+    KeyringRequest,
+    encode_key,
+    parse_key,
+)
 
-VERSION = 1
+VERSION = 2
 MAX_DATAGRAM = 1400
 MAX_STREAM_MESSAGE = 8 * 1024 * 1024
+# A stream request (a pushed table of MAX_MEMBERS, a pull) is smaller than an answer may be.
+MAX_STREAM_REQUEST = 4 * 1024 * 1024
+MAX_STATE_RECORDS = MAX_MEMBERS
+MAX_HEADS = MAX_MEMBERS
 MAX_META_ITEMS = 16
 MAX_META_TEXT = 256
 MAX_AGENT_TEXT = 256  # an agent id or capability: the registry's own limits are tighter
+MAX_IP_TEXT = 45  # the longest IPv6 literal
+MAX_KEYS = 64  # keys in one keyring reply
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
@@ -88,8 +106,8 @@ def _payload(message: WireMessage) -> tuple[str, dict[str, Any]]:
             return "ack", {"q": seq}
         case Nack(seq=seq):
             return "nack", {"q": seq}
-        case PingReq(seq=seq, target=target, target_addr=addr):
-            return "ping_req", {"q": seq, "n": target, "a": _addr(addr)}
+        case PingReq(seq=seq, target=target):
+            return "ping_req", {"q": seq, "n": target}
         case Gossip():
             return "gossip", {}
         case StateSync(members=members, reply=reply):
@@ -103,6 +121,10 @@ def _payload(message: WireMessage) -> tuple[str, dict[str, Any]]:
             ]
             alive = {owner: list(ids) for owner, ids in live}
             return "agent_update", {"r": rows, "h": _heads(heads), "x": alive}
+        case KeyringRequest(op=op, key=key):
+            return "keyring", {"o": op.value, "k": None if key is None else encode_key(key)}
+        case KeyringReply(keys=keys, error=error):
+            return "keyring_reply", {"k": list(keys), "e": error}
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -130,7 +152,6 @@ def encode(packet: Packet, cluster: str, limit: int = MAX_DATAGRAM) -> bytes:
         "v": VERSION,
         "c": cluster,
         "s": packet.sender,
-        "a": _addr(packet.sender_addr),
         "t": kind,
         "p": payload,
     }
@@ -188,13 +209,17 @@ def _parse_addr(obj: Mapping[str, Any], where: str) -> Address:
         not isinstance(value, list)
         or len(value) != 2
         or not isinstance(value[0], str)
-        or not 0 < len(value[0]) <= 255
+        or not 0 < len(value[0]) <= MAX_IP_TEXT
         or not isinstance(value[1], int)
         or isinstance(value[1], bool)
         or not 0 < value[1] <= 65535
     ):
         raise DecodeError("bad_field", f"{where}.a")
-    return Address(value[0], value[1])
+    try:  # a literal only: a name would be looked up, blocking the node on DNS
+        host = str(ipaddress.ip_address(value[0]))
+    except ValueError:
+        raise DecodeError("bad_address", f"{where}.a") from None
+    return Address(host, value[1])
 
 
 def _meta(obj: Mapping[str, Any], where: str) -> Meta:
@@ -225,7 +250,7 @@ def _parse_record(obj: Any) -> MemberRecord:
 
 def _parse_sync(p: Mapping[str, Any]) -> StateSync:
     members = p.get("m")
-    if not isinstance(members, list):
+    if not isinstance(members, list) or len(members) > MAX_STATE_RECORDS:
         raise DecodeError("bad_field", "state_sync.m")
     return StateSync(tuple(_parse_record(r) for r in members), _field(p, "r", bool, "state_sync"))
 
@@ -237,7 +262,7 @@ def _version(value: Any, where: str) -> int:
 
 
 def _parse_heads(value: Any, where: str) -> tuple[Head, ...]:
-    if not isinstance(value, list):
+    if not isinstance(value, list) or len(value) > MAX_HEADS:
         raise DecodeError("bad_field", where)
     heads = []
     for item in value:
@@ -288,17 +313,34 @@ def _parse_update(p: Mapping[str, Any]) -> AgentUpdate:
     )
 
 
+def _parse_keyring(p: Mapping[str, Any]) -> KeyringRequest:
+    try:
+        op = KeyOp(_field(p, "o", str, "keyring"))
+        key = p.get("k")
+        return KeyringRequest(op, None if key is None else parse_key(_field(p, "k", str, "key")))
+    except (ValueError, KeyringError):
+        raise DecodeError("bad_field", "keyring") from None
+
+
+def _parse_keyring_reply(p: Mapping[str, Any]) -> KeyringReply:
+    keys = _field(p, "k", list, "keyring_reply")
+    error: str = _field(p, "e", str, "keyring_reply")
+    if len(keys) > MAX_KEYS or len(error) > MAX_META_TEXT:
+        raise DecodeError("bad_field", "keyring_reply")
+    return KeyringReply(tuple(_agent_text(k, "keyring_reply.k") for k in keys), error)
+
+
 _MESSAGES: dict[str, Callable[[Mapping[str, Any]], WireMessage]] = {
     "ping": lambda p: Ping(_seq(p, "ping"), _name(p, "n", "ping")),
     "ack": lambda p: Ack(_seq(p, "ack")),
     "nack": lambda p: Nack(_seq(p, "nack")),
-    "ping_req": lambda p: PingReq(
-        _seq(p, "ping_req"), _name(p, "n", "ping_req"), _parse_addr(p, "ping_req")
-    ),
+    "ping_req": lambda p: PingReq(_seq(p, "ping_req"), _name(p, "n", "ping_req")),
     "gossip": lambda p: Gossip(),
     "state_sync": _parse_sync,
     "registry_pull": lambda p: RegistryPull(_parse_heads(p.get("h"), "registry_pull.h")),
     "agent_update": _parse_update,
+    "keyring": _parse_keyring,
+    "keyring_reply": _parse_keyring_reply,
 }
 
 _UPDATES: dict[str, Callable[[Mapping[str, Any]], Update]] = {
@@ -351,7 +393,6 @@ def decode(data: bytes, cluster: str, limit: int = MAX_DATAGRAM) -> Packet:
         piggyback.append(parse_update(item[1]))
     return Packet(
         _name(envelope, "s", "envelope"),
-        _parse_addr(envelope, "envelope"),
         parse(payload),
         tuple(piggyback),
         _parse_heads(envelope.get("h", []), "h"),

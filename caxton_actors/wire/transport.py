@@ -14,17 +14,22 @@ from collections.abc import Callable
 from typing import Protocol
 
 import gevent
+import gevent.pool
 import gevent.server
 import gevent.socket
 
 from caxton_actors.address import Address
-from caxton_actors.wire.codec import MAX_DATAGRAM, MAX_STREAM_MESSAGE
+from caxton_actors.wire.codec import MAX_DATAGRAM, MAX_STREAM_MESSAGE, MAX_STREAM_REQUEST
 
 log = logging.getLogger(__name__)
 
 # The default buffer holds a few hundred small datagrams; a busy hub needs more slack.
 RECEIVE_BUFFER = 4 * 1024 * 1024
 STREAM_TIMEOUT = 5.0
+# Inbound streams served at once; more wait in the listen backlog. A node opens one
+# push-pull a period and a pull per owner behind, so a few dozen is ample, and a flood
+# of connections costs a bounded number of greenlets and buffers.
+MAX_INBOUND_STREAMS = 64
 _LENGTH = struct.Struct(">I")
 
 
@@ -80,13 +85,15 @@ class SocketTransport:
 
     def open(self, on_datagram: OnDatagram, on_stream: OnStream) -> None:
         self._reader = gevent.spawn(self._read_forever, on_datagram)
-        self._server = gevent.server.StreamServer(self._tcp, _answering(on_stream))
+        self._server = gevent.server.StreamServer(
+            self._tcp, _answering(on_stream), spawn=gevent.pool.Pool(MAX_INBOUND_STREAMS)
+        )
         self._server.start()
 
     def send(self, data: bytes, to: Address) -> None:
         try:
             self._udp.sendto(data, to)
-        except OSError as exc:  # unreachable, no route: the protocol treats it as loss
+        except (OSError, ValueError) as exc:  # unreachable, no route: the protocol's loss
             log.debug("send to %s failed: %s", to, exc)
 
     def exchange(self, to: Address, data: bytes) -> bytes:
@@ -117,9 +124,9 @@ def _read_exact(sock: gevent.socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(sock: gevent.socket.socket) -> bytes:
+def read_frame(sock: gevent.socket.socket, limit: int) -> bytes:
     (length,) = _LENGTH.unpack(_read_exact(sock, _LENGTH.size))
-    if length > MAX_STREAM_MESSAGE:
+    if length > limit:
         raise StreamError(f"stream message of {length} bytes is over the limit")
     return _read_exact(sock, length)
 
@@ -134,7 +141,7 @@ def exchange(to: Address, data: bytes, timeout: float = STREAM_TIMEOUT) -> bytes
         with gevent.Timeout(timeout), gevent.socket.create_connection(to) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             write_frame(sock, data)
-            return read_frame(sock)
+            return read_frame(sock, MAX_STREAM_MESSAGE)
     except (OSError, gevent.Timeout, struct.error) as exc:
         raise StreamError(f"exchange with {to[0]}:{to[1]} failed: {exc}") from None
 
@@ -145,7 +152,8 @@ def _answering(answer: OnStream) -> Callable[[gevent.socket.socket, tuple[str, i
     def handle(sock: gevent.socket.socket, addr: tuple[str, int]) -> None:
         try:
             with gevent.Timeout(STREAM_TIMEOUT):
-                reply = answer(read_frame(sock), Address(addr[0], addr[1]))
+                request = read_frame(sock, MAX_STREAM_REQUEST)
+                reply = answer(request, Address(addr[0], addr[1]))
                 if reply is not None:
                     write_frame(sock, reply)
         except (OSError, StreamError, gevent.Timeout, struct.error) as exc:

@@ -202,7 +202,7 @@ def test_an_unasked_pull_answer_is_dropped_not_merged(start: StartNode) -> None:
     forged = AgentUpdate((AgentRecord("n1", "phantom", 10**13, (), 10**13),), (Head("n1", 10**13),))
     outsider = network.transport(Address("127.0.0.1", 0))
     outsider.open(lambda *_: None, lambda *_: None)
-    outsider.send(encode(Packet("n1", _gossip(nodes[1]), forged), "caxton"), _gossip(nodes[0]))
+    outsider.send(encode(Packet("n1", forged), "caxton"), _gossip(nodes[0]))
     ask(nodes[1].registry, PutAgent("real", ()), TIMEOUT)  # the real owner's news
     _eventually(
         lambda: ask(nodes[0].registry, GetAgent("real"), TIMEOUT) is not None, 5.0, "spread"

@@ -18,7 +18,6 @@ from caxton_actors.actors.registry import (
     PutAgent,
     RegistryActor,
 )
-from caxton_actors.address import Address
 from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
@@ -51,7 +50,7 @@ def _stop_all() -> Iterator[None]:
 
 
 def _stage() -> RegistryStage:
-    return RegistryStage(Replica("n1", 60.0), Address("127.0.0.1", 0))
+    return RegistryStage(Replica("n1", 60.0))
 
 
 def _registry(tmp_path: Path) -> pykka.ActorRef[Any]:

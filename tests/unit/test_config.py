@@ -18,6 +18,7 @@ from caxton_actors.config import (
     parse_address,
     parse_duration,
 )
+from caxton_actors.wire.keyring import generate_key, parse_key
 
 CONF = Path(__file__).parents[2] / "conf"
 
@@ -40,12 +41,15 @@ caxton_config:
     seed_nodes: ["caxton-1:7946", "caxton-2"]
     gossip_interval: "1.5s"
     failure_detection_timeout: "2m"
+    keys: ["{key}"]
+    insecure: false
 """
+KEY = generate_key()
 
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "caxton.yaml"
-    path.write_text(text.format(tmp=tmp_path), encoding="utf-8")
+    path.write_text(text.format(tmp=tmp_path, key=KEY), encoding="utf-8")
     return path
 
 
@@ -85,6 +89,8 @@ def test_file_sets_every_setting(tmp_path: Path) -> None:
     assert config.gossip.bind_address == Address("0.0.0.0", 7000)
     assert config.gossip.seed_nodes == (Address("caxton-1", 7946), Address("caxton-2", 7946))
     assert (config.gossip.gossip_interval, config.gossip.failure_detection_timeout) == (1.5, 120.0)
+    assert config.gossip.keys == (parse_key(KEY),)
+    assert config.gossip.insecure is False
 
 
 def test_empty_root_section_gives_defaults(tmp_path: Path) -> None:
@@ -161,8 +167,11 @@ def test_seeds_from_environment_ignore_spaces_and_default_the_port() -> None:
     [("true", True), ("YES", True), ("1", True), ("False", False), ("no", False), ("0", False)],
 )
 def test_gossip_enabled_words(text: str, enabled: bool) -> None:
-    assert load_config(None, {"CAXTON_GOSSIP_ENABLED": text}, {}).gossip.enabled is enabled
-    assert load_config(None, {}, {"gossip.enabled": text}).gossip.enabled is enabled
+    loopback = {"CAXTON_GOSSIP_BIND": "127.0.0.1"}
+    assert load_config(None, {"CAXTON_GOSSIP_ENABLED": text, **loopback}, {}).gossip.enabled is (
+        enabled
+    )
+    assert load_config(None, loopback, {"gossip.enabled": text}).gossip.enabled is enabled
 
 
 def test_log_level_is_case_insensitive() -> None:
@@ -342,6 +351,8 @@ BAD_TEXT = {
     "gossip.profile": "galaxy",
     "gossip.cluster_label": "-no",
     "registry.max_agents_per_node": "lots",
+    "gossip.keys": "c2VjcmV0",
+    "gossip.insecure": "maybe",
 }
 
 
@@ -401,7 +412,7 @@ def test_single_node_example_needs_its_database_directory() -> None:
 
 
 def test_multi_node_example_loads() -> None:
-    config = load_config(CONF / "multi-node.yaml", {}, {})
+    config = load_config(CONF / "multi-node.yaml", {"CAXTON_GOSSIP_KEYS": KEY}, {})
     assert config.gossip.enabled is True
     assert config.gossip.bind_address == Address("0.0.0.0", 7946)
     assert config.gossip.seed_nodes == (Address("caxton-1", 7946), Address("caxton-2", 7946))
@@ -432,3 +443,42 @@ def test_bad_state_tools_name_the_key(tmp_path: Path, tools: object, words: str)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"caxton_config": {"state_tools": tools}}))
     assert words in str(error_of(path, {}, {}))
+
+
+GOSSIP_ON = {"CAXTON_GOSSIP_ENABLED": "true"}
+
+
+def test_gossip_on_a_network_address_without_keys_refuses_to_start() -> None:
+    error = error_of(None, {**GOSSIP_ON, "CAXTON_GOSSIP_BIND": "0.0.0.0:7946"}, {})
+    assert error.key == "CAXTON_GOSSIP_BIND"
+    assert "gossip.keys" in str(error)
+    assert "gossip.insecure: true" in str(error)
+    default_bind = error_of(None, GOSSIP_ON, {})  # the default bind is every interface
+    assert default_bind.key == "gossip.bind_address"
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"CAXTON_GOSSIP_BIND": "127.0.0.1:7946"},
+        {"CAXTON_GOSSIP_BIND": "localhost:7946"},
+        {"CAXTON_GOSSIP_BIND": "[::1]:7946"},
+        {"CAXTON_GOSSIP_KEYS": f"{KEY}, {generate_key()}"},
+        {"CAXTON_GOSSIP_INSECURE": "true"},
+    ],
+)
+def test_gossip_runs_on_loopback_with_keys_or_with_the_explicit_opt_out(
+    environ: dict[str, str],
+) -> None:
+    config = load_config(None, {**GOSSIP_ON, **environ}, {})
+    assert config.gossip.enabled
+
+
+def test_a_bad_key_is_named_but_never_echoed() -> None:
+    secret = KEY[:-8]  # a real key's prefix: must not reach a log
+    error = error_of(None, {"CAXTON_GOSSIP_KEYS": secret}, {})
+    assert error.key == "CAXTON_GOSSIP_KEYS"
+    assert secret not in str(error)
+    assert "32 random bytes" in str(error)
+    twice = error_of(None, {"CAXTON_GOSSIP_KEYS": f"{KEY},{KEY}"}, {})
+    assert "twice" in str(twice)

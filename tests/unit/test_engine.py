@@ -57,12 +57,13 @@ def _hops(outputs: list[Output], stage: Stage) -> list[object]:
     return [o.message for o in outputs if isinstance(o, Hop) and o.stage is stage]
 
 
-def test_a_datagrams_heads_reach_the_registry_before_its_probe_reaches_detection() -> None:
+def test_a_datagrams_news_of_its_sender_reaches_the_registry_before_its_heads() -> None:
     engine = _engine()
-    packet = Packet("b", B, Ping(7, "a"), (Alive("b", 1, B),), (Head("b", 42),))
-    outputs = engine.membership.handle(1.0, Inbound(packet))
+    packet = Packet("b", Ping(7, "a"), (Alive("b", 1, B),), (Head("b", 42),))
+    outputs = engine.membership.handle(1.0, Inbound(packet, B))
     hops = [o for o in outputs if isinstance(o, Hop)]
-    assert hops[0] == Hop(Stage.REGISTRY, HeardHeads(B, (Head("b", 42),)))
+    registry = _hops(outputs, Stage.REGISTRY)
+    assert registry == [MemberState("b", True, None), HeardHeads(B, (Head("b", 42),))]
     assert Hop(Stage.DETECTION, Probe(B, Ping(7, "a"))) in hops
     # The new member goes to the table, the prober and the registry (with its route).
     [changed] = [o for o in outputs if isinstance(o, MemberChanged)]
@@ -75,22 +76,22 @@ def test_only_an_answer_on_our_own_stream_is_merged() -> None:
     """An agent_update datagram is unasked (anyone can send one): dropped, not merged."""
     engine = _engine()
     update = AgentUpdate((), (Head("b", 3),))
-    answered = engine.membership.handle(1.0, Inbound(Packet("b", B, update), answer=True))
+    answered = engine.membership.handle(1.0, Inbound(Packet("b", update), B, answer=True))
     assert _hops(answered, Stage.REGISTRY) == [Merge(update)]
-    unasked = engine.membership.handle(1.0, Inbound(Packet("b", B, update)))
+    unasked = engine.membership.handle(1.0, Inbound(Packet("b", update), B))
     assert _hops(unasked, Stage.REGISTRY) == []
     assert Dropped("unexpected_datagram") in unasked
-    pull = Packet("b", B, RegistryPull((Head("a", 0),)))
-    assert Dropped("unexpected_datagram") in engine.membership.handle(1.0, Inbound(pull))
+    pull = Packet("b", RegistryPull((Head("a", 0),)))
+    assert Dropped("unexpected_datagram") in engine.membership.handle(1.0, Inbound(pull, B))
 
 
 def test_stream_requests_are_answered_by_the_stage_that_owns_them() -> None:
-    sync = Packet("b", B, StateSync((), reply=True))
+    sync = Packet("b", StateSync((), reply=True))
     asked = RegistryPull(())
-    pull = Packet("b", B, asked)
-    assert stream_request(sync) == Hop(Stage.MEMBERSHIP, SyncRequest(sync))
-    assert stream_request(pull) == Hop(Stage.REGISTRY, AnswerPull(asked))
-    assert stream_request(Packet("b", B, Gossip())) is None
+    pull = Packet("b", asked)
+    assert stream_request(sync, B) == Hop(Stage.MEMBERSHIP, SyncRequest(sync, B))
+    assert stream_request(pull, B) == Hop(Stage.REGISTRY, AnswerPull(asked))
+    assert stream_request(Packet("b", Gossip()), B) is None
     assert answers(sync.message, StateSync((), reply=False))
     assert not answers(pull.message, StateSync((), reply=False))
 
@@ -99,7 +100,7 @@ def test_a_full_state_exchange_is_answered_on_its_stream_with_table_and_heads() 
     engine = _engine()
     engine.membership.handle(0.0, SpreadHeads((), (Head("a", 5),)))
     record = MemberRecord("b", B, 1, State.ALIVE)
-    outputs = engine.membership.handle(1.0, SyncRequest(Packet("b", B, StateSync((record,), True))))
+    outputs = engine.membership.handle(1.0, SyncRequest(Packet("b", StateSync((record,), True)), B))
     [answer] = [o for o in outputs if isinstance(o, Answer)]
     assert answer.packet is not None
     assert isinstance(answer.packet.message, StateSync)
@@ -111,7 +112,7 @@ def test_a_full_state_exchange_is_answered_on_its_stream_with_table_and_heads() 
 def test_a_probe_that_fails_becomes_a_suspicion_one_hop_later() -> None:
     engine = _engine()
     engine.detection.handle(0.0, MemberChanged(MemberRecord("b", B, 1, State.ALIVE), None))
-    engine.membership.handle(0.0, Inbound(Packet("b", B, Gossip(), (Alive("b", 1, B),))))
+    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B))
     pinged = _hops(engine.detection.handle(1.0, Tick()), Stage.MEMBERSHIP)
     assert [type(p).__name__ for p in pinged] == ["Send"]
     failed = _hops(engine.detection.handle(3.0, Tick()), Stage.MEMBERSHIP)
@@ -123,7 +124,7 @@ def test_a_probe_that_fails_becomes_a_suspicion_one_hop_later() -> None:
 
 def test_an_ack_leaves_membership_with_updates_on_board() -> None:
     engine = _engine()
-    engine.membership.handle(0.0, Inbound(Packet("b", B, Gossip(), (Alive("b", 1, B),))))
+    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B))
     [sent] = engine.membership.handle(1.0, Send(B, Ack(3)))
     assert isinstance(sent, Transmit)
     assert sent.to == B

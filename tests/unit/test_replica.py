@@ -6,6 +6,7 @@ from caxton_actors.address import Address
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.registry.replica import (
     ACTIVE,
+    LIMITS,
     MAX_ANSWER_RECORDS,
     UNREACHABLE,
     Limits,
@@ -13,17 +14,27 @@ from caxton_actors.registry.replica import (
 )
 
 SOURCE = Address("10.0.0.2", 7946)
+NOW = 2e9
+"""Wall time for hearing and merging: past every version these tests make."""
+
+
+def _replica(name: str, ttl: float = 60, limits: Limits = LIMITS) -> Replica:
+    """A replica whose membership knows the owners these tests use."""
+    replica = Replica(name, ttl, limits)
+    for member in ("a", "b", "c"):
+        replica.member_changed(member, up=True, route=None, now=0.0)
+    return replica
 
 
 def _sync(to: Replica, source: Replica, now: float = 0.0) -> None:
     """``to`` hears ``source``'s heads and takes the answer to its pull."""
-    to.hear(source.heads(), SOURCE)
+    to.hear(source.heads(), SOURCE, NOW)
     for _, pull in to.pulls(now):
-        to.merge(source.answer(pull))
+        to.merge(source.answer(pull), NOW)
 
 
 def test_a_pull_brings_only_what_changed_since_the_askers_head() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     for i in range(50):
         a.register(f"x{i}", ("c",), 1.0)
     _sync(b, a)
@@ -31,30 +42,30 @@ def test_a_pull_brings_only_what_changed_since_the_askers_head() -> None:
     assert b.digest() == a.digest()
     a.register("x1", ("d",), 2.0)
     a.deregister("x2", 2.0)
-    b.hear(a.heads(), SOURCE)
+    b.hear(a.heads(), SOURCE, NOW)
     [(source, pull)] = b.pulls(3.0)
     assert source == SOURCE
     update = a.answer(pull)
     assert {r.agent_id for r in update.records} == {"x1", "x2"}
     assert not update.live
-    b.merge(update)
+    b.merge(update, NOW)
     assert b.digest() == a.digest()
     assert b.count() == 49
     assert b.head("a") == a.head("a")
 
 
 def test_an_in_flight_pull_is_not_repeated_until_it_times_out() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     a.register("x", (), 1.0)
-    b.hear(a.heads(), SOURCE)
+    b.hear(a.heads(), SOURCE, NOW)
     assert len(b.pulls(1.0)) == 1
-    b.hear(a.heads(), SOURCE)
+    b.hear(a.heads(), SOURCE, NOW)
     assert b.pulls(1.5) == []
     assert len(b.pulls(10.0)) == 1  # no answer came: ask again
 
 
 def test_records_a_node_may_not_accept_are_dropped_and_counted() -> None:
-    b = Replica("b", 60, Limits(max_id_length=8, max_capabilities=2, max_agents_per_node=1))
+    b = _replica("b", 60, Limits(max_id_length=8, max_capabilities=2, max_agents_per_node=1))
     update = AgentUpdate(
         (
             AgentRecord("b", "forged", 5, (), 0),  # about b's own agents, not from b
@@ -66,7 +77,7 @@ def test_records_a_node_may_not_accept_are_dropped_and_counted() -> None:
         ),
         (Head("a", 10),),
     )
-    merged = b.merge(update)
+    merged = b.merge(update, NOW)
     assert [r.agent_id for r in merged.stored] == ["ok", "two"]
     assert merged.dropped == {
         "not_owner": 1,
@@ -78,18 +89,18 @@ def test_records_a_node_may_not_accept_are_dropped_and_counted() -> None:
 
 
 def test_a_late_answer_never_takes_a_node_back() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     a.restart((), 1.0)
     a.register("x", ("v1",), 2.0)
-    b.hear(a.heads(), SOURCE)
+    b.hear(a.heads(), SOURCE, NOW)
     [(_, first_pull)] = b.pulls(3.0)
     old_answer = a.answer(first_pull)  # in flight for a long time
     a.register("x", ("v2",), 4.0)
     a.deregister("gone", 4.0)
-    b.hear(a.heads(), SOURCE)
+    b.hear(a.heads(), SOURCE, NOW)
     [(_, second_pull)] = b.pulls(10.0)  # the first timed out
-    b.merge(a.answer(second_pull))
-    b.merge(old_answer)  # the first answer finally lands
+    b.merge(a.answer(second_pull), NOW)
+    b.merge(old_answer, NOW)  # the first answer finally lands
     record = b.get("x")
     assert record is not None
     assert record.capabilities == ("v2",)
@@ -97,24 +108,24 @@ def test_a_late_answer_never_takes_a_node_back() -> None:
 
 
 def test_a_large_delta_comes_in_parts_oldest_first() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     a.register("seed", (), 1.0)
     _sync(b, a)
     for i in range(MAX_ANSWER_RECORDS + 5):
         a.register(f"x{i}", (), 2.0)
-    b.hear(a.heads(), SOURCE)
+    b.hear(a.heads(), SOURCE, NOW)
     [(_, pull)] = b.pulls(3.0)
     first = a.answer(pull)
     assert len(first.records) == MAX_ANSWER_RECORDS
-    b.merge(first)
+    b.merge(first, NOW)
     assert b.head("a") < a.head("a")
     [(_, rest)] = b.pulls(3.5)  # still behind what it heard: it asks for the rest
-    b.merge(a.answer(rest))
+    b.merge(a.answer(rest), NOW)
     assert b.digest() == a.digest()
 
 
 def test_a_peer_far_behind_a_large_owner_catches_up_in_parts() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     a.register("old", (), 1.0)
     a.register("doomed", (), 1.0)
     _sync(b, a)
@@ -125,12 +136,12 @@ def test_a_peer_far_behind_a_large_owner_catches_up_in_parts() -> None:
         a.register(f"x{i}", (), 6.0)
     parts = 0
     while b.digest() != a.digest():
-        b.hear(a.heads(), SOURCE)
+        b.hear(a.heads(), SOURCE, NOW)
         [(_, pull)] = b.pulls(10.0 + parts * 3)
         update = a.answer(pull)
         assert len(update.records) <= MAX_ANSWER_RECORDS
         assert update.live or parts  # the first part says which agents live
-        b.merge(update)
+        b.merge(update, NOW)
         parts += 1
         assert parts < 5
     assert parts == 3
@@ -139,19 +150,19 @@ def test_a_peer_far_behind_a_large_owner_catches_up_in_parts() -> None:
 
 
 def test_a_retry_goes_to_whoever_still_tells_the_head() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     a.register("x", (), 1.0)
     dead, alive = Address("10.0.0.9", 7946), Address("10.0.0.3", 7946)
-    b.hear(a.heads(), dead)
+    b.hear(a.heads(), dead, NOW)
     [(asked, _)] = b.pulls(1.0)
     assert asked == dead  # and it never answers
-    b.hear(a.heads(), alive)
+    b.hear(a.heads(), alive, NOW)
     [(asked, _)] = b.pulls(10.0)
     assert asked == alive
 
 
 def test_the_newest_claim_wins_reads_and_the_capability_index() -> None:
-    a, b, c = Replica("a", 60), Replica("b", 60), Replica("c", 60)
+    a, b, c = _replica("a", 60), _replica("b", 60), _replica("c", 60)
     a.register("x", ("old",), 1.0)
     b.register("x", ("new",), 2.0)  # moved to b later
     _sync(c, a)
@@ -170,7 +181,7 @@ def test_the_newest_claim_wins_reads_and_the_capability_index() -> None:
 
 
 def test_pages_follow_id_order_and_local_scope() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     for i in range(0, 10, 2):
         a.register(f"id{i}", ("k",), 1.0)
     for i in range(1, 10, 2):
@@ -186,7 +197,7 @@ def test_pages_follow_id_order_and_local_scope() -> None:
 
 
 def test_a_dead_owners_agents_are_unreachable_then_expire() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     a.register("x", (), 1.0)
     _sync(b, a)
     b.member_changed("a", up=False, route="10.0.0.1:8080", now=100.0)
@@ -206,27 +217,27 @@ def test_a_dead_owners_agents_are_unreachable_then_expire() -> None:
 
 
 def test_a_reaped_tombstone_makes_late_peers_take_the_whole_set() -> None:
-    a, b = Replica("a", 10), Replica("b", 10)
+    a, b = _replica("a", 10), _replica("b", 10)
     a.register("keep", (), 1.0)
     a.register("drop", (), 1.0)
     _sync(b, a)
     a.deregister("drop", 2.0)
     a.expire(20.0)  # the tombstone is gone before b heard of it
-    b.hear(a.heads(), SOURCE)
+    b.hear(a.heads(), SOURCE, NOW)
     [(_, pull)] = b.pulls(21.0)
     update = a.answer(pull)
     assert update.live == (("a", ("keep",)),)  # what lives; nothing else to send
-    b.merge(update)
+    b.merge(update, NOW)
     assert b.get("drop") is None
     assert b.digest() == a.digest()
 
 
 def test_a_restarted_owner_replaces_what_peers_hold_of_its_past() -> None:
-    old, peer = Replica("a", 60), Replica("b", 60)
+    old, peer = _replica("a", 60), _replica("b", 60)
     old.restart((), 1.0)
     old.register("ghost", (), 1.0)
     _sync(peer, old)
-    new = Replica("a", 60)  # an empty disk
+    new = _replica("a", 60)  # an empty disk
     new.restart([("fresh", ("c",))], 5.0)
     _sync(peer, new, now=5.0)
     assert peer.get("ghost") is None
@@ -234,8 +245,8 @@ def test_a_restarted_owner_replaces_what_peers_hold_of_its_past() -> None:
 
 
 def test_hearing_a_later_self_jumps_past_it() -> None:
-    a = Replica("a", 60)
-    a.hear([Head("a", 10**12)], SOURCE)
+    a = _replica("a", 60)
+    a.hear([Head("a", 10**12)], SOURCE, NOW)
     assert a.head("a") > 10**12
     assert a.take_news() == [Head("a", a.head("a"))]
     assert a.pulls(0.0) == []
@@ -243,7 +254,7 @@ def test_hearing_a_later_self_jumps_past_it() -> None:
 
 
 def test_a_local_listing_by_capability_shows_own_agents_that_moved_elsewhere() -> None:
-    a, b = Replica("a", 60), Replica("b", 60)
+    a, b = _replica("a", 60), _replica("b", 60)
     a.register("x", ("mine",), 1.0)
     b.register("x", ("theirs",), 2.0)  # the newest claim is b's
     _sync(a, b)
