@@ -14,7 +14,12 @@ The latency of one registration or event is from its acknowledgement until the l
 node has it; one that some node never got within 15 s is counted apart. Polling every
 20 ms adds up to 20 ms to caxton's figures; Serf's are pushed.
 
+With ``--encrypt`` every node of a cluster gets one fresh key (caxton ``--gossip-keys``,
+Serf ``-encrypt``: AES-256-GCM both); ``--encrypt both`` runs each cluster in plaintext and
+encrypted back to back, the order alternating, so the two compare within one run.
+
 Run: python -m bench.registry_spread [--sizes 5,10,20] [--rate 10] [--seconds 30]
+     [--systems caxton,serf] [--encrypt [yes|both]]
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from bench.common import table
 from bench.peers.caxton_driver import HTTP_OFFSET, CaxtonDriver
 from bench.peers.measure import all_alive, find_base_port, wait_for
 from bench.peers.serf_driver import RPC_OFFSET, SerfDriver, SerfRPC
+from caxton_actors.wire.keyring import generate_key
 
 HEADERS = ["N", "system", "events", "never everywhere", "p50", "p99", "max"]
+Run = Callable[[Path, int, float, float, "str | None"], tuple[list[float], int]]
 POLL = 0.02
 SETTLE = 15.0  # seconds after the last registration for stragglers
 
@@ -75,9 +82,11 @@ def _json(conn: http.client.HTTPConnection, method: str, path: str, body: object
     return json.loads(conn.getresponse().read())
 
 
-def caxton(workdir: Path, n: int, rate: float, seconds: float) -> tuple[list[float], int]:
+def caxton(
+    workdir: Path, n: int, rate: float, seconds: float, key: str | None = None
+) -> tuple[list[float], int]:
     base = find_base_port(n, offsets=(0, RPC_OFFSET, HTTP_OFFSET))
-    driver = CaxtonDriver(workdir, base)
+    driver = CaxtonDriver(workdir, base, key)
     try:
         _start(driver, n)
         names = [driver.node_name(i) for i in range(n)]
@@ -133,9 +142,11 @@ def caxton(workdir: Path, n: int, rate: float, seconds: float) -> tuple[list[flo
         driver.close()
 
 
-def serf(workdir: Path, n: int, rate: float, seconds: float) -> tuple[list[float], int]:
+def serf(
+    workdir: Path, n: int, rate: float, seconds: float, key: str | None = None
+) -> tuple[list[float], int]:
     base = find_base_port(n, offsets=(0, RPC_OFFSET))
-    driver = SerfDriver(workdir, base)
+    driver = SerfDriver(workdir, base, key)
     try:
         _start(driver, n)
         arrivals: list[dict[int, float]] = [{} for _ in range(n)]
@@ -185,15 +196,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="5,10,20")
     parser.add_argument("--rate", type=float, default=10.0, help="registrations per second")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--systems", default="caxton,serf", help="caxton, serf or both")
+    parser.add_argument(
+        "--encrypt",
+        nargs="?",
+        const="yes",
+        default="no",
+        choices=["no", "yes", "both"],
+        help="one fresh key for every node of a cluster; both: plaintext and encrypted",
+    )
     args = parser.parse_args(argv)
     print(f"reproduce: {sys.executable} -m bench.registry_spread {' '.join(argv or sys.argv[1:])}")
+    runs: dict[str, Run] = {"caxton": caxton, "serf": serf}
+    systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    if unknown := set(systems) - set(runs):
+        parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    modes = {"no": [False], "yes": [True], "both": [False, True]}[args.encrypt]
+    headers = HEADERS if args.encrypt == "no" else [*HEADERS[:2], "gossip", *HEADERS[2:]]
     rows = []
     top = Path(tempfile.mkdtemp(prefix="registry-spread-"))
+    turn = 0
     for n in (int(s) for s in args.sizes.split(",")):
-        for system, run in (("caxton", caxton), ("serf", serf)):
-            latencies, lost = run(top / f"{system}-{n}", n, args.rate, args.seconds)
-            rows.append(
-                [
+        for system in systems:
+            for encrypted in modes if turn % 2 == 0 else modes[::-1]:
+                key = generate_key() if encrypted else None
+                mode = "encrypted" if encrypted else "plaintext"
+                workdir = top / f"{system}-{n}-{mode}"
+                latencies, lost = runs[system](workdir, n, args.rate, args.seconds, key)
+                row = [
                     str(n),
                     system,
                     str(len(latencies) + lost),
@@ -202,10 +232,13 @@ def main(argv: list[str] | None = None) -> None:
                     f"{statistics_ms(latencies, 0.99)}",
                     f"{max(latencies) * 1000:.0f} ms",
                 ]
-            )
-            print(table(HEADERS, rows[-1:]), flush=True)
+                if args.encrypt != "no":
+                    row.insert(2, mode)
+                rows.append(row)
+                print(table(headers, rows[-1:]), flush=True)
+            turn += 1
     print(f"\n{args.rate:g} a second for {args.seconds:g} s, acknowledged to the last node:")
-    print(table(HEADERS, rows))
+    print(table(headers, rows))
 
 
 def statistics_ms(values: list[float], q: float) -> str:

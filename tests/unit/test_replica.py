@@ -8,6 +8,7 @@ from caxton_actors.registry.replica import (
     ACTIVE,
     LIMITS,
     MAX_ANSWER_RECORDS,
+    MAX_CLOCK_SKEW,
     UNREACHABLE,
     Limits,
     Replica,
@@ -260,3 +261,36 @@ def test_a_local_listing_by_capability_shows_own_agents_that_moved_elsewhere() -
     _sync(a, b)
     assert [r.owner for r in a.page("mine", None, 10, local=False)] == []
     assert [(r.owner, r.agent_id) for r in a.page("mine", None, 10, local=True)] == [("a", "x")]
+
+
+def test_heads_and_records_of_an_owner_that_is_no_member_are_refused() -> None:
+    b = _replica("b")
+    b.hear([Head("ghost", 10)], SOURCE, NOW)
+    assert b.refused["unknown_owner"] == 1
+    assert b.pulls(NOW) == []
+    forged = AgentUpdate((AgentRecord("ghost", "x", 5, (), 5),), (Head("ghost", 5),))
+    merged = b.merge(forged, NOW)
+    assert merged.dropped["unknown_owner"] == 1
+    assert b.get("x") is None
+
+
+def test_nothing_from_a_clock_far_ahead_is_believed() -> None:
+    b = _replica("b")
+    now = 1_000_000.0
+    ahead = int((now + MAX_CLOCK_SKEW + 1) * 1000)
+    b.hear([Head("a", ahead)], SOURCE, now)
+    assert b.refused["from_future"] == 1
+    b.hear([Head("b", 2**62)], SOURCE, now)  # not even of itself: its head stays sane
+    assert b.head("b") == 0
+    update = AgentUpdate((AgentRecord("a", "x", 5, (), ahead),), (Head("a", 5),))
+    merged = b.merge(update, now)
+    assert merged.dropped["from_future"] == 1  # a changed_at that would outrank everyone
+    assert b.get("x") is None
+
+
+def test_an_answer_larger_than_any_node_sends_is_refused_whole() -> None:
+    b = _replica("b")
+    records = tuple(AgentRecord("a", f"x{i}", i + 1, (), 1) for i in range(MAX_ANSWER_RECORDS + 1))
+    merged = b.merge(AgentUpdate(records, (Head("a", len(records)),)), NOW)
+    assert merged.dropped == {"oversized_answer": 1}
+    assert b.count() == 0

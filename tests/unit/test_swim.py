@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 from caxton_actors.address import Address
-from caxton_actors.swim.members import BroadcastQueue, Members
+from caxton_actors.swim.members import MAX_INCARNATION, BroadcastQueue, Members
 from caxton_actors.swim.messages import (
     Ack,
     Alive,
     Dead,
+    Ignored,
     Left,
     MemberChanged,
     MemberRecord,
@@ -169,3 +170,48 @@ def test_a_ping_for_someone_else_is_not_acked() -> None:
     prober = _prober()
     assert prober.on_message(0.0, B, Ping(1, "a")) == [Send(B, Ack(1))]
     assert prober.on_message(0.0, B, Ping(2, "z")) == []
+
+
+def test_a_goodbye_this_node_never_said_is_refuted() -> None:
+    members = _members()
+    [refuted] = members.apply(1.0, [Left("a", 5)])
+    assert refuted == Refuted(6)
+    assert members.me.state is State.ALIVE
+    assert Alive("a", 6, A) in members.take_broadcasts(10)
+
+
+def test_a_claim_past_the_incarnation_ceiling_is_ignored_and_refutation_always_fits() -> None:
+    members = _members()
+    top = MAX_INCARNATION
+    assert members.apply(1.0, [Dead("a", 2**63 - 1, "x")]) == [Ignored("incarnation_ceiling")]
+    assert members.apply(1.0, [Dead("b", 2**63 - 1, "x")]) == [Ignored("incarnation_ceiling")]
+    assert members.apply(1.0, [Dead("a", top, "x")]) == [Refuted(top + 1)]  # within 2^63
+    assert {r.name: r.state for r in members.records()}["b"] is State.ALIVE
+
+
+def test_a_live_member_is_never_moved_to_another_address() -> None:
+    members = _members()
+    elsewhere = Address("10.6.6.6", 7946)
+    assert members.apply(1.0, [Alive("b", 99, elsewhere)]) == [Ignored("address_conflict")]
+    assert members.address_of("b") == B
+    members.apply(2.0, [Dead("b", 1, "c")])  # once dead, it may come back elsewhere
+    [event] = members.apply(3.0, [Alive("b", 100, elsewhere)])
+    assert isinstance(event, MemberChanged)
+    assert members.address_of("b") == elsewhere
+    assert members.knows(elsewhere)
+    assert not members.knows(B)
+
+
+def test_the_member_table_has_a_cap_and_counts_peers_as_they_change() -> None:
+    members = _members()
+    members.max_members = 5
+    assert members.peer_count() == 2
+    effects = members.apply(
+        1.0, [Alive(f"x{i}", 1, Address(f"10.1.0.{i}", 7946)) for i in range(5)]
+    )
+    assert sum(isinstance(e, MemberChanged) for e in effects) == 2
+    assert effects.count(Ignored("member_table_full")) == 3
+    assert members.size() == 5
+    assert members.peer_count() == 4
+    members.apply(2.0, [Dead("b", 1, "c")])
+    assert members.peer_count() == 3
