@@ -40,10 +40,15 @@ from caxton_actors.swim.timing import Timing
 JOIN_RETRY_MAX = 30.0
 # Most members a node keeps (tombstones included): a bound on a flood of made-up ones.
 MAX_MEMBERS = 16_384
-# Highest incarnation believed. A node starts at its clock in milliseconds (about 2^41), so
-# this is centuries of refutations away; a claim above it is a lie, and whoever it is about
-# can always outbid it (up to 2^63 - 1, the codec's limit) to refute it.
+# Highest first incarnation believed of a member not known to be up. A node starts at its
+# clock in milliseconds (about 2^41), so anything above is a lie.
 MAX_INCARNATION = 2**62
+# Most a claim may raise a live member's incarnation at once (about 50 days in ms: a quick
+# restart raises it by its downtime, a refutation by one). Its subject outbids a lie by one,
+# so a liar needs 2^31 rounds to push a member to the codec's limit of 2^63 - 1.
+MAX_INCARNATION_STEP = 2**32
+_TOP = 2**63 - 2
+"""Room for one refutation below the codec's limit."""
 
 
 class Named(Protocol):
@@ -226,7 +231,7 @@ class Members:
     def apply(self, now: float, updates: Iterable[Update]) -> list[Effect]:
         effects: list[Effect] = []
         for update in updates:
-            if update.incarnation > MAX_INCARNATION:
+            if not self._believable(update.name, update.incarnation):
                 effects.append(Ignored("incarnation_ceiling"))
                 continue
             match update:
@@ -246,7 +251,7 @@ class Members:
         self._next_join = None  # a seed answered
         effects: list[Effect] = []
         for record in sync.members:
-            if record.incarnation > MAX_INCARNATION:
+            if not self._believable(record.name, record.incarnation):
                 effects.append(Ignored("incarnation_ceiling"))
             else:
                 effects += self._merge(now, record)
@@ -319,6 +324,12 @@ class Members:
                 effects.append(Send(self._rng.choice(candidates).addr, sync))
         return effects
 
+    def _believable(self, name: str, incarnation: int) -> bool:
+        entry = self._table.get(name)
+        if entry is None or entry.record.state not in (State.ALIVE, State.SUSPECT):
+            return incarnation <= MAX_INCARNATION
+        return incarnation <= min(entry.record.incarnation + MAX_INCARNATION_STEP, _TOP)
+
     def _forget(self, name: str) -> None:
         entry = self._table.pop(name)
         del self._timed[name]
@@ -361,7 +372,7 @@ class Members:
         me = self.me
         if me.state is State.LEFT:
             return []
-        incarnation = max(me.incarnation, claimed) + 1  # claims are at most MAX_INCARNATION
+        incarnation = max(me.incarnation, claimed) + 1  # fits: claims are believable
         self._set(now, replace(me, incarnation=incarnation))
         self._queue.push(Alive(self.name, incarnation, me.addr, me.meta))
         return [Refuted(incarnation)]

@@ -5,7 +5,12 @@ from __future__ import annotations
 import random
 
 from caxton_actors.address import Address
-from caxton_actors.swim.members import MAX_INCARNATION, BroadcastQueue, Members
+from caxton_actors.swim.members import (
+    MAX_INCARNATION,
+    MAX_INCARNATION_STEP,
+    BroadcastQueue,
+    Members,
+)
 from caxton_actors.swim.messages import (
     Ack,
     Alive,
@@ -180,13 +185,21 @@ def test_a_goodbye_this_node_never_said_is_refuted() -> None:
     assert Alive("a", 6, A) in members.take_broadcasts(10)
 
 
-def test_a_claim_past_the_incarnation_ceiling_is_ignored_and_refutation_always_fits() -> None:
-    members = _members()
-    top = MAX_INCARNATION
-    assert members.apply(1.0, [Dead("a", 2**63 - 1, "x")]) == [Ignored("incarnation_ceiling")]
-    assert members.apply(1.0, [Dead("b", 2**63 - 1, "x")]) == [Ignored("incarnation_ceiling")]
-    assert members.apply(1.0, [Dead("a", top, "x")]) == [Refuted(top + 1)]  # within 2^63
+def test_a_claim_far_past_a_live_members_incarnation_is_ignored() -> None:
+    members = _members()  # a at 5, b at 1
+    for lie in (2**63 - 1, MAX_INCARNATION, 5 + MAX_INCARNATION_STEP + 1):
+        assert members.apply(1.0, [Dead("a", lie, "x")]) == [Ignored("incarnation_ceiling")]
+    assert members.apply(1.0, [Alive("b", MAX_INCARNATION, B, (("http", "evil:80"),))]) == [
+        Ignored("incarnation_ceiling")
+    ]
+    step = 5 + MAX_INCARNATION_STEP
+    assert members.apply(1.0, [Dead("a", step, "x")]) == [Refuted(step + 1)]  # outbid by one
     assert {r.name: r.state for r in members.records()}["b"] is State.ALIVE
+    # A member not known to be up may come back at any sane incarnation (a restart).
+    assert members.apply(1.0, [Alive("z", MAX_INCARNATION, C)])
+    assert members.apply(1.0, [Alive("y", MAX_INCARNATION + 1, C)]) == [
+        Ignored("incarnation_ceiling")
+    ]
 
 
 def test_a_live_member_is_never_moved_to_another_address() -> None:
