@@ -28,12 +28,14 @@ import argparse
 import http.client
 import json
 import random
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from bench.common import table
 from bench.peers.caxton_driver import HTTP_OFFSET, CaxtonDriver
@@ -206,6 +208,12 @@ def main(argv: list[str] | None = None) -> None:
         help="one fresh key for every node of a cluster; both: plaintext and encrypted",
     )
     args = parser.parse_args(argv)
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)  # so each driver's ``finally: close()`` kills its nodes
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     print(f"reproduce: {sys.executable} -m bench.registry_spread {' '.join(argv or sys.argv[1:])}")
     runs: dict[str, Run] = {"caxton": caxton, "serf": serf}
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
@@ -215,9 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     headers = HEADERS if args.encrypt == "no" else [*HEADERS[:2], "gossip", *HEADERS[2:]]
     rows = []
     top = Path(tempfile.mkdtemp(prefix="registry-spread-"))
-    turn = 0
-    for n in (int(s) for s in args.sizes.split(",")):
-        for system in systems:
+    for turn, n in enumerate(int(s) for s in args.sizes.split(",")):
+        for system in systems:  # plaintext first at the 1st, 3rd, ... N; encrypted at the others
             for encrypted in modes if turn % 2 == 0 else modes[::-1]:
                 key = generate_key() if encrypted else None
                 mode = "encrypted" if encrypted else "plaintext"
@@ -236,7 +243,6 @@ def main(argv: list[str] | None = None) -> None:
                     row.insert(2, mode)
                 rows.append(row)
                 print(table(headers, rows[-1:]), flush=True)
-            turn += 1
     print(f"\n{args.rate:g} a second for {args.seconds:g} s, acknowledged to the last node:")
     print(table(headers, rows))
 

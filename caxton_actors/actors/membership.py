@@ -50,13 +50,15 @@ from caxton_actors.swim.messages import (
 )
 from caxton_actors.wire import codec, keyring
 from caxton_actors.wire.channel import Channel
-from caxton_actors.wire.keyring import KeyringReply, KeyringRequest
+from caxton_actors.wire.keyring import KeyringOffer, KeyringReply, KeyringRequest
 from caxton_actors.wire.transport import StreamError, Transport
 
 log = logging.getLogger(__name__)
 
 # Seconds a stream handler waits for a stage to answer a stream request.
 STREAM_ANSWER_TIMEOUT = 5.0
+# Seconds between two offers of our keys to a member that seals with an older one.
+KEY_OFFER_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,14 @@ class GossipStatus(Request[GossipHealth]):
 
 
 @dataclass(frozen=True, slots=True)
+class SpokeOldKey:
+    """A member sealed with a key that is not our primary."""
+
+    member: str
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class KeyringReport:
     """What every member said to one keyring request, this node's first."""
 
@@ -156,6 +166,8 @@ class MembershipActor(StageActor):
         self._channel = channel
         self._stats = stats
         self._keyring_file = keyring_file
+        self._offered: dict[str, float] = {}
+        """Members offered our keys, and when (one entry a member: bounded by the table)."""
         self._subscribers: list[gevent.queue.Queue[MemberEvent]] = []
         self._alarm = Alarm(lambda: self.actor_ref.tell(Tick()))
 
@@ -163,22 +175,32 @@ class MembershipActor(StageActor):
 
     def _on_datagram(self, data: bytes, source: Address) -> None:
         try:
-            packet, _ = self._channel.unpack(data)
+            packet, spoken = self._channel.unpack(data)
         except codec.DecodeError as exc:
             self._dropped(exc)
             return
         self.actor_ref.tell(Inbound(packet, source))
+        if spoken is not None:  # after the packet: its sender may be news to the table
+            self.actor_ref.tell(SpokeOldKey(packet.sender, spoken))
 
     def _on_stream(self, data: bytes, source: Address) -> bytes | None:
         try:
-            packet, _ = self._channel.unpack(data, codec.MAX_STREAM_REQUEST)
+            packet, spoken = self._channel.unpack(data, codec.MAX_STREAM_REQUEST)
         except codec.DecodeError as exc:
             self._dropped(exc)
             return None
+        reply = self._answer_stream(packet, source)
+        if spoken is not None:
+            self.actor_ref.tell(SpokeOldKey(packet.sender, spoken))
+        if reply is None:
+            return None
+        return self._channel.pack(reply, codec.MAX_STREAM_MESSAGE, spoken)  # in its key
+
+    def _answer_stream(self, packet: Packet, source: Address) -> Packet | None:
         hop = stream_request(packet, source)
         owner: pykka.ActorRef[Any] | None
         request: object
-        if isinstance(packet.message, KeyringRequest):  # this actor's own, not the engine's
+        if isinstance(packet.message, (KeyringRequest, KeyringOffer)):  # this actor's own
             owner, request = self.actor_ref, packet.message
         elif hop is None:
             self._stats.incr(f"{metrics.GOSSIP_DROPPED}.unexpected_stream")
@@ -188,14 +210,11 @@ class MembershipActor(StageActor):
         if owner is None:
             return None
         try:
-            reply = cast(
+            return cast(
                 "Packet | None", owner.ask(request, block=False).get(timeout=STREAM_ANSWER_TIMEOUT)
             )
         except (pykka.ActorDeadError, pykka.Timeout):  # stopping, or too busy to answer now
             return None
-        if reply is None:
-            return None
-        return self._channel.pack(reply, codec.MAX_STREAM_MESSAGE)
 
     def _exchange(self, to: Address, packet: Packet) -> None:
         """One stream, in its own greenlet; the answer comes back as a message."""
@@ -240,6 +259,48 @@ class MembershipActor(StageActor):
             assert request.key is not None  # a change names its key
             log.info("gossip keyring: %s %s", request.op, keyring.fingerprint(request.key))
         return KeyringReply(keyring.fingerprints(changed))
+
+    def _adopt_keys(self, offer: KeyringOffer) -> KeyringReply:
+        """A member's keyring, if newer than ours: we missed a rotation while down."""
+        ring = self._channel.keyring
+        if ring is None:
+            return KeyringReply((), "gossip is not encrypted on this node (gossip.keys)")
+        adopted = keyring.newer(ring, offer)
+        if adopted is None:
+            return KeyringReply(keyring.fingerprints(ring), "not newer than this node's keys")
+        try:
+            keyring.save_keyring(self._keyring_file, adopted)
+        except OSError as exc:
+            log.error("cannot save the gossip keyring to %s: %s", self._keyring_file, exc)
+            return KeyringReply(keyring.fingerprints(ring), f"cannot save the keyring: {exc}")
+        self._channel.keyring = adopted
+        log.warning(
+            "gossip keyring: took a member's newer keys (epoch %d -> %d): this node missed "
+            "a rotation",
+            ring.epoch,
+            adopted.epoch,
+        )
+        return KeyringReply(keyring.fingerprints(adopted))
+
+    def _offer_keys(self, member: str, key: bytes) -> None:
+        """``member`` sealed with ``key``, not our primary: offer it our keys, in its key,
+        at most once per ``KEY_OFFER_INTERVAL``."""
+        addr = self._members.address_of(member)
+        now = time.monotonic()
+        last = self._offered.get(member)
+        if addr is None or (last is not None and now - last < KEY_OFFER_INTERVAL):
+            return
+        self._offered[member] = now
+        ring = self._channel.keyring
+        assert ring is not None  # only a keyring opens with another key
+        offer = Packet(self._members.name, KeyringOffer(ring.keys, ring.epoch))
+        gevent.spawn(self._offer, addr, self._channel.pack(offer, codec.MAX_STREAM_REQUEST, key))
+
+    def _offer(self, to: Address, data: bytes) -> None:
+        try:
+            self._transport.exchange(to, data)
+        except StreamError as exc:
+            log.debug("keyring offer to %s:%d failed: %s", *to, exc)
 
     def _ask_members(
         self,
@@ -310,6 +371,11 @@ class MembershipActor(StageActor):
                 )
             case KeyringRequest():  # a member's, on a sealed stream
                 return Packet(self._members.name, self._change_keys(message))
+            case KeyringOffer():
+                return Packet(self._members.name, self._adopt_keys(message))
+            case SpokeOldKey(member=member, key=key):
+                self._offer_keys(member, key)
+                return None
             case ChangeKeys(request=request):  # the operator's, through the HTTP API
                 mine = self._change_keys(request)
                 result: gevent.event.AsyncResult[KeyringReport] = gevent.event.AsyncResult()

@@ -24,7 +24,7 @@ from caxton_actors.swim.messages import (
     Send,
     Update,
 )
-from caxton_actors.wire.keyring import KeyringReply, KeyringRequest
+from caxton_actors.wire.keyring import KeyringOffer, KeyringReply, KeyringRequest
 
 
 class Stage(IntEnum):
@@ -39,7 +39,7 @@ class Stage(IntEnum):
     REGISTRY = 3
 
 
-WireMessage = Message | RegistryPull | AgentUpdate | KeyringRequest | KeyringReply
+WireMessage = Message | RegistryPull | AgentUpdate | KeyringRequest | KeyringReply | KeyringOffer
 """What a packet may carry: SWIM's messages, the registry's stream messages, and key
 rotation (the membership actor's own, on streams)."""
 

@@ -220,7 +220,7 @@ class Members:
         self._set(now, replace(me, incarnation=left.incarnation, state=State.LEFT))
         self._queue.push(left)
         self._next_join = None
-        return [MemberChanged(self.me, State.ALIVE), *self._gossip_round()]
+        return [MemberChanged(self.me, State.ALIVE), *self._gossip_round(now)]
 
     def suspect(self, now: float, name: str, incarnation: int) -> list[Effect]:
         """The prober found ``name`` silent for a whole protocol period."""
@@ -285,7 +285,7 @@ class Members:
             effects += self._send_join(now)
         if self._next_gossip <= now:
             self._next_gossip = now + self.timing.gossip_interval
-            effects += self._gossip_round(more_to_spread)
+            effects += self._gossip_round(now, more_to_spread)
         if self._next_push_pull <= now:
             self._next_push_pull = now + self.timing.push_pull_period(len(self._table))
             effects += self._push_pull()
@@ -302,12 +302,23 @@ class Members:
         sync = StateSync(tuple(self.records()), reply=True)
         return [Send(seed, sync) for seed in self._seeds]
 
-    def _gossip_round(self, more_to_spread: bool = False) -> list[Effect]:
+    def _gossip_round(self, now: float, more_to_spread: bool = False) -> list[Effect]:
+        """Gossip to a few members that are up, and one that went down lately: a member
+        wrongly taken for dead or gone hears of it, and refutes it, within a few rounds, not
+        at its next push-pull (memberlist's GossipToTheDeadTime)."""
         if not (self._queue or more_to_spread):
             return []
+        recent = now - self.timing.gossip_to_the_dead_time
+        lately_down = [
+            entry.record
+            for entry in map(self._table.__getitem__, self._timed)
+            if entry.record.state in (State.DEAD, State.LEFT) and entry.changed_at >= recent
+        ]
         peers = self.peers()
         chosen = self._rng.sample(peers, min(self.timing.gossip_nodes, len(peers)))
-        return [Send(peer.addr, Gossip()) for peer in chosen]
+        if lately_down:  # one more, so the live members' share is not diluted (a partition
+            chosen.append(self._rng.choice(lately_down))  # makes half the cluster "dead")
+        return [Send(member.addr, Gossip()) for member in chosen]
 
     def _push_pull(self) -> list[Effect]:
         """Exchange tables with a random live peer, and try one dead member again.

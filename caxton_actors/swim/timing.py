@@ -24,6 +24,8 @@ class Timing:
     awareness_max_multiplier: int
     dead_node_reclaim_time: float
     """How long a dead or left member's tombstone is kept before it is reaped."""
+    gossip_to_the_dead_time: float
+    """How long a member gone dead or left is still gossiped to, so it can refute a lie."""
 
     def retransmit_limit(self, cluster_size: int) -> int:
         """How many times each update is piggybacked: grows as log(N)."""
@@ -56,6 +58,7 @@ LAN = Timing(
     push_pull_interval=30.0,
     awareness_max_multiplier=8,
     dead_node_reclaim_time=60.0,
+    gossip_to_the_dead_time=30.0,
 )
 WAN = replace(
     LAN,
@@ -65,6 +68,7 @@ WAN = replace(
     gossip_nodes=4,
     suspicion_mult=6,
     push_pull_interval=60.0,
+    gossip_to_the_dead_time=60.0,
 )
 LOCAL = replace(
     LAN,
@@ -74,5 +78,6 @@ LOCAL = replace(
     retransmit_mult=2,
     suspicion_mult=3,
     push_pull_interval=15.0,
+    gossip_to_the_dead_time=15.0,
 )
 PRESETS = {"lan": LAN, "wan": WAN, "local": LOCAL}

@@ -27,24 +27,30 @@ class Channel:
     def encrypted(self) -> bool:
         return self.keyring is not None
 
-    def pack(self, packet: Packet, limit: int = codec.MAX_DATAGRAM) -> bytes:
-        """At most ``limit`` bytes on the wire, seal included."""
+    def pack(
+        self, packet: Packet, limit: int = codec.MAX_DATAGRAM, key: bytes | None = None
+    ) -> bytes:
+        """At most ``limit`` bytes on the wire, seal included; sealed with the primary key,
+        or with ``key`` while it is installed (to answer a member in the key it spoke)."""
         keyring = self.keyring
         if keyring is None:
             return codec.encode(packet, self.cluster, limit)
-        return keyring.seal(codec.encode(packet, self.cluster, limit - OVERHEAD), self._aad)
+        plaintext = codec.encode(packet, self.cluster, limit - OVERHEAD)
+        index = keyring.keys.index(key) if key in keyring.keys else 0
+        return keyring.seal(plaintext, self._aad, index)
 
-    def unpack(self, data: bytes, limit: int = codec.MAX_DATAGRAM) -> tuple[Packet, int]:
-        """The packet, and which key opened it (0: the primary, or no keys)."""
+    def unpack(self, data: bytes, limit: int = codec.MAX_DATAGRAM) -> tuple[Packet, bytes | None]:
+        """The packet, and the key that opened it if not the primary: the sender seals with
+        a key this node no longer does, so it missed a rotation (or this node did)."""
         if len(data) > limit:
             raise codec.DecodeError("oversized", f"{len(data)} bytes")
         keyring = self.keyring
         if keyring is None:
             if data[:1] == bytes([SEALED]):
                 raise codec.DecodeError("encrypted")  # a cluster with keys: not ours
-            return codec.decode(data, self.cluster, limit), 0
+            return codec.decode(data, self.cluster, limit), None
         try:
-            plaintext, key = keyring.open(data, self._aad)
+            plaintext, index = keyring.open(data, self._aad)
         except SealError as exc:
             raise codec.DecodeError(exc.reason) from None
-        return codec.decode(plaintext, self.cluster, limit), key
+        return codec.decode(plaintext, self.cluster, limit), keyring.keys[index] if index else None

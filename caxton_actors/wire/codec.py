@@ -52,6 +52,7 @@ from caxton_actors.swim.messages import (
 from caxton_actors.wire.keyring import (
     KeyOp,
     KeyringError,
+    KeyringOffer,
     KeyringReply,
     KeyringRequest,
     encode_key,
@@ -125,6 +126,8 @@ def _payload(message: WireMessage) -> tuple[str, dict[str, Any]]:
             return "keyring", {"o": op.value, "k": None if key is None else encode_key(key)}
         case KeyringReply(keys=keys, error=error):
             return "keyring_reply", {"k": list(keys), "e": error}
+        case KeyringOffer(keys=keys, epoch=epoch):
+            return "keyring_offer", {"k": [encode_key(k) for k in keys], "e": epoch}
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -330,6 +333,17 @@ def _parse_keyring_reply(p: Mapping[str, Any]) -> KeyringReply:
     return KeyringReply(tuple(_agent_text(k, "keyring_reply.k") for k in keys), error)
 
 
+def _parse_keyring_offer(p: Mapping[str, Any]) -> KeyringOffer:
+    keys = _field(p, "k", list, "keyring_offer")
+    if not 0 < len(keys) <= MAX_KEYS:
+        raise DecodeError("bad_field", "keyring_offer.k")
+    try:
+        parsed = tuple(parse_key(_field({"k": k}, "k", str, "keyring_offer")) for k in keys)
+    except KeyringError:
+        raise DecodeError("bad_field", "keyring_offer.k") from None
+    return KeyringOffer(parsed, _version(p.get("e"), "keyring_offer.e"))
+
+
 _MESSAGES: dict[str, Callable[[Mapping[str, Any]], WireMessage]] = {
     "ping": lambda p: Ping(_seq(p, "ping"), _name(p, "n", "ping")),
     "ack": lambda p: Ack(_seq(p, "ack")),
@@ -341,6 +355,7 @@ _MESSAGES: dict[str, Callable[[Mapping[str, Any]], WireMessage]] = {
     "agent_update": _parse_update,
     "keyring": _parse_keyring,
     "keyring_reply": _parse_keyring_reply,
+    "keyring_offer": _parse_keyring_offer,
 }
 
 _UPDATES: dict[str, Callable[[Mapping[str, Any]], Update]] = {

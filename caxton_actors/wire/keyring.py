@@ -132,10 +132,11 @@ class Keyring:
         if key not in self.keys:
             raise KeyringError(f"key {fingerprint(key)} is not installed: install it first")
 
-    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
-        """Encrypt and authenticate ``plaintext`` (and ``aad``) with the primary key."""
+    def seal(self, plaintext: bytes, aad: bytes, key: int = 0) -> bytes:
+        """Encrypt and authenticate ``plaintext`` (and ``aad``) with the primary key, or
+        the ``key``-th (to answer a member in the key it spoke)."""
         nonce = os.urandom(NONCE_BYTES)
-        return _MARKER + nonce + self._ciphers[0].encrypt(nonce, plaintext, aad)
+        return _MARKER + nonce + self._ciphers[key].encrypt(nonce, plaintext, aad)
 
     def open(self, data: bytes, aad: bytes) -> tuple[bytes, int]:
         """The plaintext and the index of the key that opened it (0 is the primary).
@@ -249,6 +250,33 @@ class KeyringReply:
     """The receiver's keys afterwards, as fingerprints, primary first."""
     error: str = ""
     """Why the change was refused; empty when it was made."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class KeyringOffer:
+    """A member's whole keyring, for a member that spoke a key it no longer seals with: one
+    that missed a rotation while it was down. Sealed with the key the laggard spoke, so
+    only a holder of a key still installed gets it; taken only if its epoch is newer."""
+
+    keys: tuple[bytes, ...]
+    epoch: int
+
+    def __repr__(self) -> str:
+        return f"KeyringOffer({len(self.keys)} keys, epoch={self.epoch})"
+
+
+# How far a member's epoch may run ahead of ours: a rotation raises it by one a change.
+MAX_EPOCH_STEP = 1000
+
+
+def newer(ring: Keyring, offer: KeyringOffer) -> Keyring | None:
+    """The offered keyring if it is newer than ``ring`` (and sane), else None."""
+    if not ring.epoch < offer.epoch <= ring.epoch + MAX_EPOCH_STEP:
+        return None
+    try:
+        return Keyring(offer.keys, offer.epoch)
+    except KeyringError:
+        return None
 
 
 def change(ring: Keyring, request: KeyringRequest) -> Keyring:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from caxton_actors.wire.keyring import fingerprint, generate_key, load_keyring, parse_key
@@ -79,5 +80,36 @@ def test_removing_the_primary_key_is_refused(tmp_path: Path) -> None:
         assert done.returncode != 0
         assert "cannot remove the primary key" in done.stderr
         assert _listed(cluster) == {fingerprint(parse_key(key)): (3, 3)}
+    finally:
+        cluster.stop_all()
+
+
+def test_a_node_down_through_a_rotation_takes_the_new_keys_when_it_comes_back(
+    tmp_path: Path,
+) -> None:
+    old, new = generate_key(), generate_key()
+    cluster = _sealed_cluster(tmp_path, old)
+    try:
+        assert cluster.nodes["n2"].signal(signal.SIGTERM) == 0  # down: left, not dead
+        wait_until(lambda: cluster.view("n0").get("n2") == "left", 10, "n2 left")
+        assert "2 of 2 members acknowledged" in _keys(cluster, "install", new)
+        assert "2 of 2 members acknowledged" in _keys(cluster, "use", new)
+        # n2 comes back sealing with the old key, which the others still hold: they
+        # answer it in that key, with their newer keyring.
+        cluster.start("n2", ["n0"], "--gossip-keys", old)
+        wait_until(
+            lambda: all(
+                set(v) == NAMES and set(v.values()) == {"alive"} for v in cluster.views().values()
+            ),
+            20,
+            "n2 back and alive everywhere",
+        )
+        kept = load_keyring(tmp_path / "n2.db.keyring")
+        assert kept is not None
+        assert kept.keys[0] == parse_key(new)
+        assert "took a member's newer keys" in cluster.nodes["n2"].log()
+        assert "3 of 3 members acknowledged" in _keys(cluster, "remove", old)
+        for name in NAMES:
+            assert cluster.nodes[name].request("GET", "/health/gossip").json["peer_count"] == 2
     finally:
         cluster.stop_all()

@@ -15,6 +15,7 @@ from caxton_actors.swim.messages import (
     Ack,
     Alive,
     Dead,
+    Gossip,
     Ignored,
     Left,
     MemberChanged,
@@ -228,3 +229,13 @@ def test_the_member_table_has_a_cap_and_counts_peers_as_they_change() -> None:
     assert members.peer_count() == 4
     members.apply(2.0, [Dead("b", 1, "c")])
     assert members.peer_count() == 3
+
+
+def test_a_member_lately_taken_for_gone_is_still_gossiped_to_so_it_can_refute() -> None:
+    members = Members("a", A, (), 5, LAN, random.Random(1), 0.0)
+    members.apply(0.0, [Alive("b", 1, B), Left("b", 2)])  # b said to have left
+    sent = members.tick(LAN.gossip_interval)
+    assert Send(B, Gossip()) in sent
+    later = LAN.gossip_interval + LAN.gossip_to_the_dead_time + 1
+    members.apply(later, [Alive("c", 1, C)])  # something new to spread, long after
+    assert all(s.to != B for s in members.tick(later + LAN.gossip_interval) if isinstance(s, Send))
