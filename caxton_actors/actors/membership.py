@@ -23,6 +23,7 @@ import gevent.queue
 import pykka
 
 from caxton_actors import metrics
+from caxton_actors.actors.keys import ChangeKeys, KeyKeeper
 from caxton_actors.actors.stage import StageActor
 from caxton_actors.address import Address
 from caxton_actors.engine import answers, stream_request
@@ -48,17 +49,15 @@ from caxton_actors.swim.messages import (
     Refuted,
     State,
 )
-from caxton_actors.wire import codec, keyring
+from caxton_actors.wire import codec
 from caxton_actors.wire.channel import Channel
-from caxton_actors.wire.keyring import KeyringOffer, KeyringReply, KeyringRequest
+from caxton_actors.wire.keyring import KeyringOffer, KeyringRequest
 from caxton_actors.wire.transport import StreamError, Transport
 
 log = logging.getLogger(__name__)
 
 # Seconds a stream handler waits for a stage to answer a stream request.
 STREAM_ANSWER_TIMEOUT = 5.0
-# Seconds between two offers of our keys to a member that seals with an older one.
-KEY_OFFER_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,24 +127,6 @@ class SpokeOldKey:
     key: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class KeyringReport:
-    """What every member said to one keyring request, this node's first."""
-
-    replies: tuple[tuple[str, KeyringReply], ...]
-    """By member name: its keys afterwards, or why it refused."""
-    unreachable: tuple[tuple[str, str], ...]
-    """By member name: why no reply came (dead, refused the stream, wrong key...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeKeys(Request["gevent.event.AsyncResult[KeyringReport]"]):
-    """Apply ``request`` here, then ask every member to. Answered at once with a result
-    that the fan-out fills, so that this actor never waits on the network."""
-
-    request: KeyringRequest
-
-
 def _wall(monotonic: float) -> float:
     return time.time() - (time.monotonic() - monotonic)
 
@@ -165,9 +146,7 @@ class MembershipActor(StageActor):
         self._transport = transport
         self._channel = channel
         self._stats = stats
-        self._keyring_file = keyring_file
-        self._offered: dict[str, float] = {}
-        """Members offered our keys, and when (one entry a member: bounded by the table)."""
+        self._keys = KeyKeeper(stage.members, channel, transport, keyring_file)
         self._subscribers: list[gevent.queue.Queue[MemberEvent]] = []
         self._alarm = Alarm(lambda: self.actor_ref.tell(Tick()))
 
@@ -240,98 +219,6 @@ class MembershipActor(StageActor):
     def _owner(self, stage: Stage) -> pykka.ActorRef[Any] | None:
         return self.actor_ref if stage is Stage.MEMBERSHIP else self._peers.get(stage)
 
-    def _change_keys(self, request: KeyringRequest) -> KeyringReply:
-        """Apply a keyring change here and keep it on disk before it takes effect."""
-        ring = self._channel.keyring
-        if ring is None:
-            return KeyringReply((), "gossip is not encrypted on this node (gossip.keys)")
-        try:
-            changed = keyring.change(ring, request)
-            if changed != ring:
-                keyring.save_keyring(self._keyring_file, changed)
-        except keyring.KeyringError as exc:
-            return KeyringReply(keyring.fingerprints(ring), str(exc))
-        except OSError as exc:
-            log.error("cannot save the gossip keyring to %s: %s", self._keyring_file, exc)
-            return KeyringReply(keyring.fingerprints(ring), f"cannot save the keyring: {exc}")
-        if changed != ring:
-            self._channel.keyring = changed
-            assert request.key is not None  # a change names its key
-            log.info("gossip keyring: %s %s", request.op, keyring.fingerprint(request.key))
-        return KeyringReply(keyring.fingerprints(changed))
-
-    def _adopt_keys(self, offer: KeyringOffer) -> KeyringReply:
-        """A member's keyring, if newer than ours: we missed a rotation while down."""
-        ring = self._channel.keyring
-        if ring is None:
-            return KeyringReply((), "gossip is not encrypted on this node (gossip.keys)")
-        adopted = keyring.newer(ring, offer)
-        if adopted is None:
-            return KeyringReply(keyring.fingerprints(ring), "not newer than this node's keys")
-        try:
-            keyring.save_keyring(self._keyring_file, adopted)
-        except OSError as exc:
-            log.error("cannot save the gossip keyring to %s: %s", self._keyring_file, exc)
-            return KeyringReply(keyring.fingerprints(ring), f"cannot save the keyring: {exc}")
-        self._channel.keyring = adopted
-        log.warning(
-            "gossip keyring: took a member's newer keys (epoch %d -> %d): this node missed "
-            "a rotation",
-            ring.epoch,
-            adopted.epoch,
-        )
-        return KeyringReply(keyring.fingerprints(adopted))
-
-    def _offer_keys(self, member: str, key: bytes) -> None:
-        """``member`` sealed with ``key``, not our primary: offer it our keys, in its key,
-        at most once per ``KEY_OFFER_INTERVAL``."""
-        addr = self._members.address_of(member)
-        now = time.monotonic()
-        last = self._offered.get(member)
-        if addr is None or (last is not None and now - last < KEY_OFFER_INTERVAL):
-            return
-        self._offered[member] = now
-        ring = self._channel.keyring
-        assert ring is not None  # only a keyring opens with another key
-        offer = Packet(self._members.name, KeyringOffer(ring.keys, ring.epoch))
-        gevent.spawn(self._offer, addr, self._channel.pack(offer, codec.MAX_STREAM_REQUEST, key))
-
-    def _offer(self, to: Address, data: bytes) -> None:
-        try:
-            self._transport.exchange(to, data)
-        except StreamError as exc:
-            log.debug("keyring offer to %s:%d failed: %s", *to, exc)
-
-    def _ask_members(
-        self,
-        request: KeyringRequest,
-        mine: KeyringReply,
-        result: gevent.event.AsyncResult[KeyringReport],
-    ) -> None:
-        """Every other member, at once; a member that is down is reported, not waited for."""
-        me = self._members.name
-        others = [r for r in self._members.records() if r.name != me and r.state is not State.LEFT]
-        up = [r for r in others if r.state is not State.DEAD]
-        asked = [gevent.spawn(self._ask_member, r.addr, request) for r in up]
-        gevent.joinall(asked)
-        replies, unreachable = [(me, mine)], [(r.name, "dead") for r in others if r not in up]
-        for record, greenlet in zip(up, asked, strict=True):
-            if isinstance(greenlet.value, KeyringReply):
-                replies.append((record.name, greenlet.value))
-            else:
-                unreachable.append((record.name, str(greenlet.value)))
-        result.set(KeyringReport(tuple(replies), tuple(unreachable)))
-
-    def _ask_member(self, to: Address, request: KeyringRequest) -> KeyringReply | str:
-        try:
-            packet = self._channel.pack(Packet(self._members.name, request))
-            answer, _ = self._channel.unpack(self._transport.exchange(to, packet))
-        except (StreamError, codec.DecodeError) as exc:
-            return str(exc)
-        if not isinstance(answer.message, KeyringReply):
-            return "answered something else"
-        return answer.message
-
     def _dropped(self, exc: codec.DecodeError) -> None:
         self._stats.incr(f"{metrics.GOSSIP_DROPPED}.{exc.reason}")
         log.debug("dropped gossip: %s", exc)
@@ -370,20 +257,14 @@ class MembershipActor(StageActor):
                     self._channel.encrypted,
                 )
             case KeyringRequest():  # a member's, on a sealed stream
-                return Packet(self._members.name, self._change_keys(message))
+                return Packet(self._members.name, self._keys.change(message))
             case KeyringOffer():
-                return Packet(self._members.name, self._adopt_keys(message))
+                return Packet(self._members.name, self._keys.adopt(message))
             case SpokeOldKey(member=member, key=key):
-                self._offer_keys(member, key)
+                self._keys.offer(member, key)
                 return None
             case ChangeKeys(request=request):  # the operator's, through the HTTP API
-                mine = self._change_keys(request)
-                result: gevent.event.AsyncResult[KeyringReport] = gevent.event.AsyncResult()
-                if mine.error:
-                    result.set(KeyringReport(((self._members.name, mine),), ()))
-                else:
-                    gevent.spawn(self._ask_members, request, mine, result)
-                return result
+                return self._keys.rotate(request)
             case Subscribe(queue=queue):
                 self._subscribers.append(queue)
                 return None

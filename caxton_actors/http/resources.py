@@ -22,10 +22,9 @@ import gevent.queue
 import pykka
 
 from caxton_actors.actors.detector import DetectorActor, HealthScore
+from caxton_actors.actors.keys import ChangeKeys, KeyringReport
 from caxton_actors.actors.membership import (
-    ChangeKeys,
     GossipStatus,
-    KeyringReport,
     ListMembers,
     MemberEvent,
     MembershipActor,
