@@ -38,6 +38,9 @@ def _run_cli(
         (["--node-name", "bad name!"], "--node-name"),
         (["--sqlite-path", "/no/such/dir/state.db"], "--sqlite-path"),
         (["--config", "missing.yaml"], "missing.yaml"),
+        # Gossip on every interface without keys: secure by default.
+        (["--gossip-enabled", "true", "--gossip-bind", "0.0.0.0:0"], "gossip.keys"),
+        (["--gossip-enabled", "true", "--gossip-keys", "c2hvcnQ="], "32 random bytes"),
     ],
 )
 def test_invalid_config_stops_startup_with_one_line_and_status_2(
