@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from caxton_actors.engine.messages import Packet
+from caxton_actors.swim.messages import Gossip, Left
+from caxton_actors.wire.channel import Channel
+from caxton_actors.wire.codec import encode
+from caxton_actors.wire.keyring import Keyring, generate_key, parse_key
 from tests.integration.conftest import StatsdListener, free_port, start_node
 
 
@@ -140,6 +145,35 @@ def test_statsd_receives_the_real_datagrams(tmp_path: Path) -> None:
     assert "caxton_hub_loop_lag_ms" in names
     assert "caxton_registry_commit_ms" in names
     assert all("|" in line and ":" in line for line in lines)
+
+
+def test_gossip_a_node_cannot_open_is_dropped_and_counted_by_reason(tmp_path: Path) -> None:
+    listener = StatsdListener()
+    gossip = ("127.0.0.1", free_port(socket.SOCK_DGRAM))
+    node = start_node(
+        tmp_path,
+        "--statsd",
+        listener.address,
+        "--gossip-enabled",
+        "true",
+        "--gossip-bind",
+        f"{gossip[0]}:{gossip[1]}",
+        "--gossip-keys",
+        generate_key(),
+    )
+    packet = Packet("intruder", Gossip(), (Left("itest", 1),))
+    wrong = Channel("caxton", Keyring((parse_key(generate_key()),)))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(encode(packet, "caxton"), gossip)  # plaintext to a sealed node
+        sock.sendto(wrong.pack(packet), gossip)  # sealed with a key it does not hold
+        sock.sendto(b"\x01" + b"\x00" * 10, gossip)  # too short to be sealed
+    lines = listener.collect(until=1.5)
+    assert node.request("GET", "/health/gossip").json["encrypted"] is True
+    [me] = node.request("GET", "/members").json["members"]
+    assert me["state"] == "alive"
+    node.signal(signal.SIGTERM)
+    for reason in ("unencrypted", "auth_failed", "truncated"):
+        assert f"caxton_gossip_dropped_total.{reason}:1|c" in lines
 
 
 def test_python_m_and_console_script_agree(tmp_path: Path) -> None:
