@@ -57,7 +57,7 @@ LABEL = "caxton"
 OBSERVE = 2.0
 """Seconds to watch for an effect: a forgery acts as it arrives, and in this time it would
 have been spread in twenty gossip rounds and two protocol periods (local profile)."""
-RECOVER = 5.0  # seconds a member gets to refute a lie about itself: a few protocol periods
+RECOVER = 10.0  # seconds a member gets to refute a lie about itself: room on a loaded machine
 SETTLE = 20.0  # seconds a cluster gets to settle before and after an attack
 WRONG = Channel(LABEL, Keyring((parse_key(generate_key()),)))
 """An attacker that knows the protocol, but not the cluster's key."""
