@@ -30,6 +30,8 @@ STREAM_TIMEOUT = 5.0
 # push-pull a period and a pull per owner behind, so a few dozen is ample, and a flood
 # of connections costs a bounded number of greenlets and buffers.
 MAX_INBOUND_STREAMS = 64
+# Ports tried for port 0 before giving up (one free for UDP and TCP alike is almost sure).
+ANY_PORT_ATTEMPTS = 8
 _LENGTH = struct.Struct(">I")
 
 
@@ -64,22 +66,21 @@ class Transport(Protocol):
 
 
 class SocketTransport:
-    """UDP and TCP on one port. Binds when built, so a port in use fails start-up."""
+    """UDP and TCP on one port. Binds when built, so a port in use fails start-up.
+
+    Port 0 asks for any port: the one the UDP socket gets may be taken for TCP, so a few
+    are tried.
+    """
 
     def __init__(self, bind: Address) -> None:
-        self._udp = gevent.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._tcp = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self._udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            self._udp.bind(bind)
-            self.port: int = self._udp.getsockname()[1]
-            self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._tcp.bind((bind[0], self.port))
-            self._tcp.listen(128)
-        except OSError:
-            self._udp.close()
-            self._tcp.close()
-            raise
+        for attempt in range(ANY_PORT_ATTEMPTS if bind.port == 0 else 1):
+            try:
+                self._udp, self._tcp = _bind_both(bind)
+                break
+            except OSError:
+                if attempt == ANY_PORT_ATTEMPTS - 1 or bind.port != 0:
+                    raise
+        self.port: int = self._udp.getsockname()[1]
         self._reader: gevent.Greenlet[[OnDatagram], None] | None = None
         self._server: gevent.server.StreamServer | None = None
 
@@ -111,6 +112,22 @@ class SocketTransport:
         while True:
             data, addr = self._udp.recvfrom(MAX_DATAGRAM + 1)
             on_datagram(data, Address(addr[0], addr[1]))
+
+
+def _bind_both(bind: Address) -> tuple[gevent.socket.socket, gevent.socket.socket]:
+    udp = gevent.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        udp.bind(bind)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((bind.host, udp.getsockname()[1]))
+        tcp.listen(128)
+    except OSError:
+        udp.close()
+        tcp.close()
+        raise
+    return udp, tcp
 
 
 def _read_exact(sock: gevent.socket.socket, size: int) -> bytes:
