@@ -444,7 +444,10 @@ class Members:
             now,
             shortest,
             shortest * self.timing.suspicion_max_timeout_mult,
-            max(0, min(self.timing.suspicion_mult - 2, size - 2)),
+            # Confirmations can only come from members still up, the suspect aside: one
+            # that left or died never sends one, and waiting for it held a kill that came
+            # with a leave to the longest timeout (25.8 s where ~7 s was due).
+            max(0, min(self.timing.suspicion_mult - 2, self._up - 1)),
             suspect.by,
         )
         self._timed[suspect.name] = None

@@ -239,3 +239,12 @@ def test_a_member_lately_taken_for_gone_is_still_gossiped_to_so_it_can_refute() 
     later = LAN.gossip_interval + LAN.gossip_to_the_dead_time + 1
     members.apply(later, [Alive("c", 1, C)])  # something new to spread, long after
     assert all(s.to != B for s in members.tick(later + LAN.gossip_interval) if isinstance(s, Send))
+
+
+def test_a_suspicion_expects_confirmations_only_from_members_still_up() -> None:
+    members = _members()  # a knows b and c
+    members.apply(0.0, [Left("c", 2)])  # c leaves just as b goes silent
+    members.apply(0.0, [Suspect("b", 1, "a")])
+    shortest = LAN.suspicion_timeout(3)
+    members.tick(shortest)  # nobody is left to confirm: no waiting for it
+    assert {r.name: r.state for r in members.records()}["b"] is State.DEAD
