@@ -174,10 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Imported here so that a config error costs no gevent or SQLAlchemy import.
     from caxton_actors.node import Node, StartError  # noqa: PLC0415
+    from caxton_actors.registry.store import DatabaseInUse  # noqa: PLC0415
 
     try:
         Node(config).run_until_signalled()
     except StartError as exc:
         print(f"caxton-actors: cannot start: {exc}", file=sys.stderr)
-        return EXIT_START
+        # Another node on this file is a setting to change, like a config error.
+        return EXIT_CONFIG if isinstance(exc.__cause__, DatabaseInUse) else EXIT_START
     return 0

@@ -19,10 +19,10 @@ import gc
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import gevent
 import gevent.threadpool
@@ -59,6 +59,7 @@ MAX_BATCH = 512
 FREEZE_GROWTH = 10_000
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +233,13 @@ class Housekeeping(Request[int]):
     """Expire correlations and the replica's stale records; answers how many expired."""
 
 
+def _captured(call: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    try:
+        return True, call(*args)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+        return False, exc
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -256,10 +264,11 @@ class RegistryActor(StageActor):
         # One thread owns the SQLite connection: sqlite3 objects stay on their thread.
         self._worker = gevent.threadpool.ThreadPool(1)
         try:
-            self._store: Store = self._worker.apply(Store, (path, stage.replica.name))
-            own, (records, heads), tools = self._worker.apply(
+            self._store: Store = self._in_worker(Store, path, stage.replica.name)
+            own, (records, heads), tools = self._in_worker(
                 self._store.run_batch,
-                ([Tx.own_agents, Tx.load_replica, Tx.state_tools], _now_ms()),
+                [Tx.own_agents, Tx.load_replica, Tx.state_tools],
+                _now_ms(),
             )
         except BaseException:
             self._worker.kill()
@@ -347,14 +356,21 @@ class RegistryActor(StageActor):
                 envelope.reply_to.set(result)
         return results[0]
 
+    def _in_worker(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` on the database thread; its exception raised here (gevent's pool
+        would print the traceback of any exception a task raises: a hundred lines for a
+        database that cannot be opened)."""
+        ok, value = self._worker.apply(_captured, (call, args))
+        if not ok:
+            raise value
+        return cast(T, value)
+
     def _run(self, requests: list[RegistryRequest[Any]]) -> list[Any]:
         """Commit the batch; then enter this node's own changes in the replica."""
         refused = self._over_limit(requests)
         runnable = [r for i, r in enumerate(requests) if i not in refused]
         started = time.perf_counter()
-        results = self._worker.apply(
-            self._store.run_batch, ([r.apply for r in runnable], _now_ms())
-        )
+        results = self._in_worker(self._store.run_batch, [r.apply for r in runnable], _now_ms())
         self._stats.timing(metrics.REGISTRY_COMMIT_TIME, (time.perf_counter() - started) * 1000)
         self._stats.timing(metrics.REGISTRY_BATCH_SIZE, len(requests))
         changes: list[Register | Deregister] = []

@@ -14,6 +14,8 @@ the actor answers none of them before that commit returns.
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,7 +185,9 @@ class Tx:
         return self.conn.execute(_DELETE_AGENT, {"id": agent_id}).rowcount > 0
 
     def own_agents(self) -> list[Agent]:
-        return [_agent(row) for row in self.conn.execute(sa.select(agents)).all()]
+        """This node's agents only: a file another node wrote never makes them ours."""
+        query = sa.select(agents).where(agents.c.node_id == self.node_id)
+        return [_agent(row) for row in self.conn.execute(query).all()]
 
     def state_tools(self) -> dict[str, str]:
         """Agent id to its state tool binding, for the agents that have one."""
@@ -345,10 +349,34 @@ def _on_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class DatabaseInUse(StoreUnavailable):
+    """Another running node holds this database file."""
+
+
+def _lock(path: Path, node_id: str) -> int:
+    """Hold ``<path>.lock`` for as long as the node runs: two nodes on one file would take
+    each other's agents. The lock goes with the process, however it ends."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot open {lock_path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DatabaseInUse(f"{path} is in use by another node ({holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"node {node_id}, pid {os.getpid()}".encode(), 0)
+    return fd
+
+
 class Store:
     """One SQLite file, one connection, used from one thread only."""
 
     def __init__(self, path: Path, node_id: str) -> None:
+        self._lock = _lock(path, node_id)
         url = sa.URL.create("sqlite", database=str(path))  # no URL parsing of the path
         self._engine = sa.create_engine(url, poolclass=sa.pool.StaticPool)
         sa.event.listen(self._engine, "connect", _on_connect)
@@ -359,6 +387,7 @@ class Store:
             with self._conn.begin():
                 migrate(self._conn)
         except sa.exc.SQLAlchemyError as exc:
+            os.close(self._lock)
             raise StoreUnavailable(f"cannot open {path}: {_reason(exc)}") from exc
 
     def run_batch(self, requests: Sequence[Callable[[Tx], Any]], now: int) -> list[Any]:
@@ -381,3 +410,4 @@ class Store:
     def close(self) -> None:
         self._conn.close()
         self._engine.dispose()
+        os.close(self._lock)

@@ -232,3 +232,34 @@ def test_a_locked_database_is_a_503_that_says_so(tmp_path: Path) -> None:
         holder.close()
     assert node.request("PUT", "/agents/locked", {"capabilities": []}).status == 201
     node.signal(signal.SIGTERM)
+
+
+def test_a_second_node_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    first = start_node(tmp_path)
+    second = _run_cli(
+        tmp_path,
+        "run",
+        "--node-name",
+        "other",
+        "--sqlite-path",
+        str(first.db_path),
+        "--http-bind",
+        f"127.0.0.1:{free_port()}",
+    )
+    assert second.returncode == 2
+    assert "Traceback" not in second.stderr
+    [line] = [x for x in second.stderr.splitlines() if x.startswith("caxton-actors:")]
+    assert str(first.db_path) in line
+    assert "node itest" in line  # who holds it
+    assert first.request("GET", "/health").status == 200
+    assert first.signal(signal.SIGTERM) == 0
+
+
+def test_a_node_never_adopts_the_agents_another_node_left_in_its_file(tmp_path: Path) -> None:
+    before = start_node(tmp_path, name="before")
+    assert before.request("PUT", "/agents/theirs", {"capabilities": ["x"]}).status == 201
+    assert before.signal(signal.SIGTERM) == 0
+    after = start_node(tmp_path, name="after")  # the same file, under another name
+    assert after.request("GET", "/agents?scope=local").json["agents"] == []
+    assert after.request("GET", "/agents/theirs").status == 404
+    assert after.signal(signal.SIGTERM) == 0
