@@ -27,7 +27,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench.common import table
@@ -46,7 +44,9 @@ from bench.peers.run import (
     RESULTS,
     SYSTEMS,
     RunResult,
-    Settings,
+    add_cluster_arguments,
+    cluster_settings,
+    exit_on_signals,
     log,
     run_cluster,
     summary_rows,
@@ -132,41 +132,14 @@ RATIO_HEADERS = [
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - a flat CLI script
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--system", choices=sorted(SYSTEMS), required=True)
-    ap.add_argument("--nodes", default="5,10", help="comma-separated cluster sizes")
+    add_cluster_arguments(ap, "5,10")
     ap.add_argument("--rounds", type=int, default=1, help="plaintext+encrypted pairs per N")
-    ap.add_argument("--poll", type=float, default=Settings.poll)
-    ap.add_argument("--settle", type=float, default=Settings.settle)
-    ap.add_argument("--cpu-seconds", type=float, default=Settings.cpu_seconds)
-    ap.add_argument("--udp-seconds", type=float, default=Settings.udp_seconds)
-    ap.add_argument("--idle-seconds", type=float, default=Settings.idle_seconds)
-    ap.add_argument("--fp-poll", type=float, default=Settings.fp_poll)
-    ap.add_argument("--trials", type=int, default=Settings.trials, help="kill and leave trials")
-    ap.add_argument("--detect-timeout", type=float, default=Settings.detect_timeout)
-    ap.add_argument("--keep-workdir", action="store_true", help="keep node logs and pcaps")
     ap.add_argument("--out", type=Path, help="default bench/results/encrypt-pair-SYSTEM.json")
     args = ap.parse_args(argv)
-    s = Settings(
-        poll=args.poll,
-        settle=args.settle,
-        cpu_seconds=args.cpu_seconds,
-        udp_seconds=min(args.udp_seconds, args.cpu_seconds),
-        idle_seconds=args.idle_seconds,
-        fp_poll=args.fp_poll,
-        trials=args.trials,
-        detect_timeout=args.detect_timeout,
-    )
-    sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
-    if any(n < 4 for n in sizes):
-        ap.error("every cluster size must be at least 4")
-    if s.trials < 1 or args.rounds < 1:
-        ap.error("--trials and --rounds must be at least 1")
-
-    def on_term(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    s, sizes = cluster_settings(ap, args)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    exit_on_signals()
 
     out: dict[str, Any] = {
         "system": args.system,

@@ -429,10 +429,10 @@ HEADERS = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - a flat CLI script
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_cluster_arguments(ap: argparse.ArgumentParser, nodes: str) -> None:
+    """The options every cluster run takes (this script's and ``encrypt_pair``'s)."""
     ap.add_argument("--system", choices=sorted(SYSTEMS), required=True)
-    ap.add_argument("--nodes", default="5,10,20", help="comma-separated cluster sizes")
+    ap.add_argument("--nodes", default=nodes, help="comma-separated cluster sizes")
     ap.add_argument("--poll", type=float, default=Settings.poll)
     ap.add_argument("--settle", type=float, default=Settings.settle)
     ap.add_argument("--cpu-seconds", type=float, default=Settings.cpu_seconds)
@@ -441,12 +441,13 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - a flat CL
     ap.add_argument("--fp-poll", type=float, default=Settings.fp_poll)
     ap.add_argument("--trials", type=int, default=Settings.trials, help="kill and leave trials")
     ap.add_argument("--detect-timeout", type=float, default=Settings.detect_timeout)
-    ap.add_argument("--encrypt", action="store_true", help="give every node the same 32-byte key")
     ap.add_argument("--keep-workdir", action="store_true", help="keep node logs and pcaps")
-    ap.add_argument(
-        "--out", type=Path, help="JSON output (default bench/results/peers-SYSTEM.json)"
-    )
-    args = ap.parse_args(argv)
+
+
+def cluster_settings(
+    ap: argparse.ArgumentParser, args: argparse.Namespace, encrypt: bool = False
+) -> tuple[Settings, list[int]]:
+    """The settings and cluster sizes ``add_cluster_arguments`` gave, checked."""
     s = Settings(
         poll=args.poll,
         settle=args.settle,
@@ -456,20 +457,37 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - a flat CL
         fp_poll=args.fp_poll,
         trials=args.trials,
         detect_timeout=args.detect_timeout,
-        encrypt=args.encrypt,
+        encrypt=encrypt,
     )
     sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
     if any(n < 4 for n in sizes):
         ap.error("every cluster size must be at least 4")
     if s.trials < 1:
         ap.error("--trials must be at least 1")
-    key = base64.b64encode(secrets.token_bytes(32)).decode() if s.encrypt else None
+    return s, sizes
+
+
+def exit_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so every started node is stopped."""
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    add_cluster_arguments(ap, "5,10,20")
+    ap.add_argument("--encrypt", action="store_true", help="give every node the same 32-byte key")
+    ap.add_argument(
+        "--out", type=Path, help="JSON output (default bench/results/peers-SYSTEM.json)"
+    )
+    args = ap.parse_args(argv)
+    s, sizes = cluster_settings(ap, args, args.encrypt)
+    key = base64.b64encode(secrets.token_bytes(32)).decode() if s.encrypt else None
+    exit_on_signals()
 
     out: dict[str, Any] = {
         "system": args.system,

@@ -74,7 +74,7 @@ class KeyKeeper:
         except keyring.KeyringError as exc:
             return KeyringReply(keyring.fingerprints(ring), str(exc))
         if changed != ring:
-            error = self._keep(ring, changed)
+            error = self._keep(changed)
             if error:
                 return KeyringReply(keyring.fingerprints(ring), error)
             assert request.key is not None  # a change names its key
@@ -89,7 +89,7 @@ class KeyKeeper:
         adopted = keyring.newer(ring, offer)
         if adopted is None:
             return KeyringReply(keyring.fingerprints(ring), "not newer than this node's keys")
-        error = self._keep(ring, adopted)
+        error = self._keep(adopted)
         if error:
             return KeyringReply(keyring.fingerprints(ring), error)
         log.warning(
@@ -132,13 +132,13 @@ class KeyKeeper:
         except (StreamError, codec.DecodeError) as exc:
             log.debug("keyring offer to %s:%d failed: %s", *to, exc)
 
-    def _keep(self, ring: Keyring, changed: Keyring) -> str:
-        """Save ``changed``, then use it; the error, if it could not be saved."""
-        try:
-            keyring.save_keyring(self._path, changed)
-        except OSError as exc:
-            log.error("cannot save the gossip keyring to %s: %s", self._path, exc)
-            return f"cannot save the keyring: {exc}"
+    def _keep(self, changed: Keyring) -> str:
+        """Save ``changed``, then use it; the error, if it could not be saved. The fsyncs
+        run on a thread: the hub must never wait on a disk."""
+        error = gevent.get_hub().threadpool.apply(_save, (self._path, changed))
+        if error:
+            log.error("cannot save the gossip keyring to %s: %s", self._path, error)
+            return f"cannot save the keyring: {error}"
         self._channel.keyring = changed
         return ""
 
@@ -174,3 +174,13 @@ class KeyKeeper:
     def _exchange(self, to: Address, data: bytes) -> Packet:
         packet, _ = self._channel.unpack(self._transport.exchange(to, data))
         return packet
+
+
+def _save(path: Path, ring: Keyring) -> str:
+    """On a worker thread: why the keyring could not be saved, or nothing (an exception
+    raised there would be printed whole by gevent's pool)."""
+    try:
+        keyring.save_keyring(path, ring)
+    except OSError as exc:
+        return str(exc)
+    return ""

@@ -54,9 +54,8 @@ class RegistryStage:
         outputs: list[Output] = []
         match message:
             case HeardHeads(source=source, heads=heads):
-                replica.hear(heads, source, now)
-                outputs += [Dropped(reason, n) for reason, n in replica.refused.items()]
-                replica.refused.clear()
+                refused = replica.hear(heads, source, now)
+                outputs += [Dropped(reason, n) for reason, n in refused.items()]
             case MemberState(name=name, up=up, route=route):
                 replica.member_changed(name, up, route, now)
             case Merge(update=update):

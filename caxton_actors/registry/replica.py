@@ -115,8 +115,6 @@ class Replica:
         self._members: set[str] = {name}
         """Owners membership has told of (up or down) and not yet dropped: the only ones
         whose heads and records are taken."""
-        self.refused: Counter[str] = Counter()
-        """Heads refused while hearing, by reason (a merge reports its own)."""
 
     # This node's own agents.
 
@@ -183,14 +181,16 @@ class Replica:
         known = self._owners.get(owner)
         return 0 if known is None else known.head
 
-    def hear(self, heads: Iterable[Head], source: Address, now: float) -> None:
-        """``source`` knows these heads: where to pull from when ours are behind."""
+    def hear(self, heads: Iterable[Head], source: Address, now: float) -> Counter[str]:
+        """``source`` knows these heads: where to pull from when ours are behind. Returns
+        the heads refused, by reason."""
         ceiling = _ceiling(now)
+        refused: Counter[str] = Counter()
         for head in heads:
             if head.name not in self._members:
-                self.refused["unknown_owner"] += 1
+                refused["unknown_owner"] += 1
             elif head.version > ceiling:
-                self.refused["from_future"] += 1
+                refused["from_future"] += 1
             elif head.name == self.name:
                 self._heard_of_self(head.version)
             elif (
@@ -200,6 +200,7 @@ class Replica:
                 # The latest teller of the highest head: if the first one died, a retry
                 # goes to one still talking.
                 self._heard[head.name] = (head.version, source)
+        return refused
 
     def pulls(self, now: float) -> list[tuple[Address, RegistryPull]]:
         """What to ask of whom now: one pull per source, none for an owner in flight."""

@@ -7,15 +7,14 @@ segment is safe as a file name. Optional clients are extras; a missing one is a
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from caxton_actors.files import write_atomically
 from caxton_actors.state.contract import Backend, StateError
 
 SUFFIX = ".json"
@@ -53,17 +52,7 @@ class FilesystemBackend:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        write_atomically(path, data)
 
     def get(self, key: str) -> bytes | None:
         try:

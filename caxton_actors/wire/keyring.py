@@ -13,11 +13,9 @@ everywhere, use it everywhere, then remove the old one.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +23,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from caxton_actors.files import write_atomically
 
 KEY_BYTES = 32
 SEALED = 0x01
@@ -175,34 +175,12 @@ def load_keyring(path: Path) -> Keyring | None:
 
 
 def save_keyring(path: Path, ring: Keyring) -> None:
-    """Write ``ring`` to ``path`` atomically: a crash leaves the old file or the new, whole.
-
-    The file holds the keys themselves, so it is readable by its owner only (``mkstemp``
-    creates it 0o600). An ``OSError`` propagates, and the file at ``path`` is then untouched.
-    """
+    """Write ``ring`` to ``path`` whole or not at all, readable by its owner only (it holds
+    the keys themselves), the rename made durable so a node never comes back with an older
+    keyring. An ``OSError`` propagates, and the file at ``path`` is then untouched."""
     document = {"epoch": ring.epoch, "keys": [encode_key(key) for key in ring.keys]}
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(document, out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the rename itself durable, so a node does not come back with the older keyring."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    data = (json.dumps(document, indent=2) + "\n").encode()
+    write_atomically(path, data, sync_directory=True)
 
 
 def _from_json(document: Any) -> Keyring:

@@ -67,6 +67,14 @@ class Cluster:
             n: self.view(n) for n, p in self.nodes.items() if n != exclude and p.proc.poll() is None
         }
 
+    def converged(self) -> bool:
+        """Every running node lists every node started, all of them alive."""
+        everyone = dict.fromkeys(self.nodes, "alive")
+        return all(view == everyone for view in self.views().values())
+
+    def wait_converged(self, timeout: float = 20) -> None:
+        wait_until(self.converged, timeout, "all nodes see all alive")
+
     def declared(self, observer: str, member: str, state: str) -> bool:
         """Whether ``observer``'s log ever shows ``member`` turning ``state``."""
         pattern = rf"member {member} \w+ -> {state} "
@@ -94,14 +102,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     try:
         for i in range(SIZE):
             running.start(f"n{i}", seeds=["n0"] if i else [])
-        names = set(running.nodes)
-        wait_until(
-            lambda: all(
-                set(v) == names and set(v.values()) == {"alive"} for v in running.views().values()
-            ),
-            20,
-            "all nodes see all alive",
-        )
+        running.wait_converged()
         yield running
     finally:
         running.stop_all()

@@ -43,13 +43,7 @@ def test_a_kill_is_detected_in_time_though_another_node_leaves_at_once(tmp_path:
     try:
         for i in range(3):
             trio.start(f"n{i}", ["n0"] if i else [])
-        wait_until(
-            lambda: all(
-                set(v.values()) == {"alive"} and len(v) == 3 for v in trio.views().values()
-            ),
-            20,
-            "all alive",
-        )
+        trio.wait_converged()
         trio.nodes["n1"].proc.kill()
         trio.nodes["n2"].proc.send_signal(signal.SIGTERM)
         took = wait_until(lambda: trio.view("n0").get("n1") == "dead", 30, "n1 dead at n0")

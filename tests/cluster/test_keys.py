@@ -15,13 +15,7 @@ def _sealed_cluster(tmp_path: Path, key: str) -> Cluster:
     cluster = Cluster(tmp_path)
     for i in range(3):
         cluster.start(f"n{i}", ["n0"] if i else [], "--gossip-keys", key)
-    wait_until(
-        lambda: all(
-            set(v) == NAMES and set(v.values()) == {"alive"} for v in cluster.views().values()
-        ),
-        20,
-        "all nodes see all alive",
-    )
+    cluster.wait_converged()
     return cluster
 
 
@@ -61,11 +55,7 @@ def test_a_key_rotation_reaches_every_member_and_nobody_is_ever_suspected(
         cluster.nodes["n2"].proc.kill()
         cluster.nodes["n2"].proc.wait(timeout=10)
         cluster.start("n2", ["n0"], "--gossip-keys", old)
-        wait_until(
-            lambda: all(set(v.values()) == {"alive"} for v in cluster.views().values()),
-            20,
-            "the restarted node is alive everywhere under the new key",
-        )
+        cluster.wait_converged()
         for observer, member in (("n0", "n1"), ("n1", "n0"), ("n2", "n0"), ("n2", "n1")):
             assert not cluster.declared(observer, member, "suspect")  # only n2 ever was
     finally:
@@ -97,13 +87,7 @@ def test_a_node_down_through_a_rotation_takes_the_new_keys_when_it_comes_back(
         # n2 comes back sealing with the old key, which the others still hold: they
         # answer it in that key, with their newer keyring.
         cluster.start("n2", ["n0"], "--gossip-keys", old)
-        wait_until(
-            lambda: all(
-                set(v) == NAMES and set(v.values()) == {"alive"} for v in cluster.views().values()
-            ),
-            20,
-            "n2 back and alive everywhere",
-        )
+        cluster.wait_converged()
         kept = load_keyring(tmp_path / "n2.db.keyring")
         assert kept is not None
         assert kept.keys[0] == parse_key(new)
