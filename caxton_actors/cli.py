@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from caxton_actors import __version__, client
-from caxton_actors.config import SETTINGS, ConfigError, load_config, parse_address
+from caxton_actors.config import (
+    HTTP_ADDR_ENV,
+    HTTP_CA_ENV,
+    HTTP_TOKEN_ENV,
+    SETTINGS,
+    ConfigError,
+    load_config,
+    parse_address,
+)
 from caxton_actors.state.contract import TOOL_TYPES
 from caxton_actors.wire.keyring import generate_key
 
@@ -32,6 +40,7 @@ KEY_ACTIONS = {
 }
 EXIT_CONFIG = 2
 EXIT_START = 1
+EXIT_HALTED = 1  # an actor kept crashing: for systemd or Kubernetes to start a fresh process
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,10 +110,28 @@ def _keys_parser(commands: Any) -> None:
 def _http_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http",
-        default=os.environ.get("CAXTON_HTTP_ADDR", DEFAULT_HTTP),
-        metavar="HOST:PORT",
-        help=f"a running node's HTTP API (env CAXTON_HTTP_ADDR; default {DEFAULT_HTTP})",
+        default=os.environ.get(HTTP_ADDR_ENV, DEFAULT_HTTP),
+        metavar="[https://]HOST:PORT",
+        help=f"a running node's HTTP API (env {HTTP_ADDR_ENV}; default {DEFAULT_HTTP})",
     )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get(HTTP_TOKEN_ENV),
+        metavar="SECRET",
+        help=f"the secret of an API token (env {HTTP_TOKEN_ENV}, which keeps it out of ps)",
+    )
+    parser.add_argument(
+        "--ca-cert",
+        type=Path,
+        default=os.environ.get(HTTP_CA_ENV),
+        metavar="FILE",
+        help="for https: the CA certificate (PEM) the node's certificate must chain to "
+        f"(env {HTTP_CA_ENV}; default: the system's CAs)",
+    )
+
+
+def _api(args: argparse.Namespace) -> client.Api:
+    return client.Api(args.http, args.token, args.ca_cert)
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -112,7 +139,7 @@ def _keys(args: argparse.Namespace) -> int:
         print(generate_key())
         return 0
     try:
-        return client.keys(args.http, args.action, getattr(args, "key", None))
+        return client.keys(_api(args), args.action, getattr(args, "key", None))
     except client.ApiError as exc:
         print(f"caxton-actors keys {args.action}: {exc}", file=sys.stderr)
         return EXIT_START
@@ -150,9 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":
         return _keys(args)
     if args.command != "run":
+        try:
+            api = _api(args)
+        except client.ApiError as exc:
+            print(f"caxton-actors {args.command}: --http {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         return client.run(
             args.command,
-            args.http,
+            api,
             getattr(args, "seeds", ()),
             getattr(args, "capability", None),
             getattr(args, "local", False),
@@ -173,13 +205,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s {config.node_name} %(name)s: %(message)s",
     )
     # Imported here so that a config error costs no gevent or SQLAlchemy import.
-    from caxton_actors.node import Node, StartError  # noqa: PLC0415
+    from caxton_actors.node import Halted, Node, StartError  # noqa: PLC0415
     from caxton_actors.registry.store import DatabaseInUse  # noqa: PLC0415
 
     try:
         Node(config).run_until_signalled()
     except StartError as exc:
+        # One line a person can act on; the traceback for whoever runs at DEBUG.
+        logging.getLogger(__name__).debug("start failed", exc_info=exc)
         print(f"caxton-actors: cannot start: {exc}", file=sys.stderr)
         # Another node on this file is a setting to change, like a config error.
         return EXIT_CONFIG if isinstance(exc.__cause__, DatabaseInUse) else EXIT_START
+    except Halted as exc:
+        print(f"caxton-actors: stopped: {exc}", file=sys.stderr)
+        return EXIT_HALTED
     return 0

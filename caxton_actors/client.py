@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 EXIT_UNREACHABLE = 1
@@ -17,16 +20,55 @@ class ApiError(Exception):
     pass
 
 
-def _request(address: str, method: str, path: str, body: Any = None) -> Any:
-    host, _, port = address.rpartition(":")
-    conn = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=TIMEOUT)
-    headers = {"Content-Type": "application/json"} if body is not None else {}
+@dataclass(frozen=True)
+class Api:
+    """A running node's API as the CLI reaches it: ``host:port`` or ``https://host:port``,
+    the token it presents, and for HTTPS the CA file that vouches for the node's
+    certificate (the system's CAs without one)."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        scheme, sep, rest = self.url.partition("://")
+        if not sep:
+            scheme, rest = "http", self.url
+        host, _, port = rest.rstrip("/").rpartition(":")
+        if scheme not in ("http", "https") or not port.isdigit():
+            raise ApiError(f"{self.url!r}: expected host:port or https://host:port")
+        object.__setattr__(self, "url", f"{scheme}://{host or '127.0.0.1'}:{port}")
+
+    def __str__(self) -> str:
+        return self.url
+
+    def connect(self, timeout: float | None) -> http.client.HTTPConnection:
+        scheme, _, rest = self.url.partition("://")
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        if scheme == "http":
+            return http.client.HTTPConnection(host, int(port), timeout=timeout)
+        context = ssl.create_default_context(cafile=self.ca_file)
+        return http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
+
+    def headers(self, json_body: bool) -> dict[str, str]:
+        sent = {"Content-Type": "application/json"} if json_body else {}
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        return sent
+
+
+def _request(api: Api, method: str, path: str, body: Any = None) -> Any:
+    conn = api.connect(TIMEOUT)
+    # Every POST says it is JSON, even without a body: the node refuses a POST that
+    # could have come from an HTML form.
+    headers = api.headers(json_body=body is not None or method == "POST")
     try:
         conn.request(method, path, json.dumps(body) if body is not None else None, headers)
         response = conn.getresponse()
         payload = json.loads(response.read() or b"{}")
     except (OSError, ValueError) as exc:
-        raise ApiError(f"cannot reach http://{address}{path}: {exc}") from None
+        raise ApiError(f"cannot reach {api}{path}: {exc}") from None
     finally:
         conn.close()
     if response.status >= 400:
@@ -34,8 +76,8 @@ def _request(address: str, method: str, path: str, body: Any = None) -> Any:
     return payload
 
 
-def _members(address: str) -> None:
-    rows = _request(address, "GET", "/members")["members"]
+def _members(api: Api) -> None:
+    rows = _request(api, "GET", "/members")["members"]
     print(f"{'NAME':<24} {'GOSSIP':<22} {'HTTP':<22} {'STATE':<8} INCARNATION")
     for m in sorted(rows, key=lambda m: m["name"]):
         http_address = m["http_address"] or "-"
@@ -45,14 +87,14 @@ def _members(address: str) -> None:
         )
 
 
-def _agents(address: str, capability: str | None, local: bool) -> None:
+def _agents(api: Api, capability: str | None, local: bool) -> None:
     """Every agent (the whole cluster's, or this node's), page by page."""
     query = {"limit": "1000", **({"capability": capability} if capability else {})}
     if local:
         query["scope"] = "local"
     print(f"{'AGENT':<32} {'NODE':<20} {'STATUS':<12} {'ROUTE':<28} CAPABILITIES")
     while True:
-        page = _request(address, "GET", f"/agents?{urllib.parse.urlencode(query)}")
+        page = _request(api, "GET", f"/agents?{urllib.parse.urlencode(query)}")
         for a in page["agents"]:
             print(
                 f"{a['id']:<32} {a['node_id']:<20} {a['status']:<12} "
@@ -63,17 +105,17 @@ def _agents(address: str, capability: str | None, local: bool) -> None:
         query["after"] = page["next"]
 
 
-def keys(address: str, action: str, key: str | None) -> int:
+def keys(api: Api, action: str, key: str | None) -> int:
     """``keys list`` or a cluster-wide change; 1 when some member did not acknowledge."""
     if action == "list":
-        ring = _request(address, "GET", "/keyring")
+        ring = _request(api, "GET", "/keyring")
         print(f"{ring['members']} members")
         print(f"{'KEY':<26} {'INSTALLED':>9} {'PRIMARY':>7}")
         for entry in ring["keys"]:
             print(f"{entry['key']:<26} {entry['installed']:>9} {entry['primary']:>7}")
         _print_unreachable(ring["unreachable"])
         return 0 if not ring["unreachable"] else EXIT_UNREACHABLE
-    done = _request(address, "POST", "/keyring", {"op": action, "key": key})
+    done = _request(api, "POST", "/keyring", {"op": action, "key": key})
     acknowledged = done["acknowledged"]
     print(f"{action} {done['key']}: {len(acknowledged)} of {done['members']} members acknowledged")
     for name, error in done["refused"].items():
@@ -87,16 +129,15 @@ def _print_unreachable(unreachable: dict[str, str]) -> None:
         print(f"not reached {name}: {why}")
 
 
-def _monitor(address: str) -> None:
+def _monitor(api: Api) -> None:
     """Follow /events and print one line per member change, until interrupted."""
-    host, _, port = address.rpartition(":")
-    conn = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=None)
+    conn = api.connect(timeout=None)
     try:
-        conn.request("GET", "/events")
+        conn.request("GET", "/events", headers=api.headers(json_body=False))
         response = conn.getresponse()
         if response.status != 200:
             raise ApiError(f"{response.status}: {response.read().decode(errors='replace')}")
-        print(f"following member events from http://{address}", flush=True)
+        print(f"following member events from {api}", flush=True)
         for raw in response:
             line = raw.decode().strip()
             if line.startswith("data: "):
@@ -107,33 +148,45 @@ def _monitor(address: str) -> None:
                     flush=True,
                 )
     except OSError as exc:
-        raise ApiError(f"cannot reach http://{address}/events: {exc}") from None
+        raise ApiError(f"cannot reach {api}/events: {exc}") from None
     finally:
         conn.close()
 
 
+def _join(api: Api, seeds: Sequence[str]) -> int:
+    """Who answered on stdout, who did not (and why) on stderr; 1 when no seed answered
+    (the node goes on asking the ones it could contact)."""
+    result = _request(api, "POST", "/cluster/join", {"seeds": list(seeds)})
+    for seed, why in result["failed"].items():
+        print(f"caxton-actors join: {seed} did not answer: {why}", file=sys.stderr)
+    for skipped in result["skipped"]:
+        print(f"caxton-actors join: skipped {skipped}", file=sys.stderr)
+    if not result["answered"]:
+        print("caxton-actors join: no seed answered", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(f"answered: {', '.join(result['answered'])}")
+    return 0
+
+
 def run(
     command: str,
-    address: str,
+    api: Api,
     seeds: Sequence[str] = (),
     capability: str | None = None,
     local: bool = False,
 ) -> int:
     try:
         if command == "members":
-            _members(address)
+            _members(api)
         elif command == "agents":
-            _agents(address, capability, local)
+            _agents(api, capability, local)
         elif command == "join":
-            result = _request(address, "POST", "/cluster/join", {"seeds": list(seeds)})
-            print(f"contacted: {', '.join(result['contacted']) or 'none'}")
-            for skipped in result["skipped"]:
-                print(f"skipped: {skipped}")
+            return _join(api, seeds)
         elif command == "leave":
-            _request(address, "POST", "/cluster/leave")
+            _request(api, "POST", "/cluster/leave")
             print("left the cluster")
         else:
-            _monitor(address)
+            _monitor(api)
     except ApiError as exc:
         print(f"caxton-actors {command}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -7,6 +7,7 @@ an actor. Nothing here opens a socket, resolves a name or creates a file.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import os
@@ -20,7 +21,8 @@ from typing import TypeAlias, TypeVar
 import yaml
 
 from caxton_actors.address import Address
-from caxton_actors.state.contract import StateError, ToolSpec, parse_tool_spec
+from caxton_actors.http.access import Token, TokenError, check_tokens, parse_token
+from caxton_actors.state.specs import SpecError, ToolSpec, parse_tool_spec
 from caxton_actors.swim.timing import PRESETS
 from caxton_actors.wire.keyring import KeyringError, parse_key
 
@@ -71,6 +73,19 @@ class GossipConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The API's front door: loopback and open by default; on a network, tokens or an
+    explicit opt-out."""
+
+    bind_address: Address = HTTP_BIND
+    tokens: tuple[Token, ...] = ()  # none: every request is allowed (loopback only)
+    insecure: bool = False  # the explicit opt-out: no tokens on a network address
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides localhost and IPs; "*": any
+    tls_cert: Path | None = None  # PEM files: with both, the API speaks HTTPS only
+    tls_key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatsdConfig:
     """Where metrics go; no address means metrics cost nothing."""
 
@@ -85,7 +100,7 @@ class Config:
     node_name: str
     embedded_only: bool = True
     sqlite_path: Path = Path("caxton_local.db")
-    http_bind: Address = HTTP_BIND
+    http: HttpConfig = HttpConfig()
     gossip: GossipConfig = GossipConfig()
     statsd: StatsdConfig = StatsdConfig()
     reap_interval: float = REAP_INTERVAL
@@ -94,7 +109,7 @@ class Config:
     registry_max_agents: int = 100_000  # agents this node may own (the cluster holds more)
     state_tools: Mapping[str, ToolSpec] = field(default_factory=dict)  # by name
     state_timeout: float = 5.0  # seconds a state tool call may take
-    state_tools_inline: bool = True  # agents may bring their own {type, config}
+    state_tools_inline: bool = False  # agents may bring their own {type, config}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +127,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("embedded_only", None, None, "keep all state in the local SQLite file"),
     Setting("sqlite_path", "CAXTON_SQLITE_PATH", "--sqlite-path", "SQLite database file"),
     Setting("http.bind_address", "CAXTON_HTTP_BIND", "--http-bind", "HTTP API host:port"),
+    Setting(
+        "http.tokens",
+        "CAXTON_HTTP_TOKENS",
+        None,  # not a flag: a command line is visible to every user of the machine
+        "API tokens, name:scope:secret,... (scope read, write or admin)",
+    ),
+    Setting(
+        "http.insecure",
+        "CAXTON_HTTP_INSECURE",
+        "--http-insecure",
+        "true: serve the API on a non-loopback address without tokens",
+    ),
+    Setting(
+        "http.allowed_hosts",
+        "CAXTON_HTTP_ALLOWED_HOSTS",
+        "--http-allowed-hosts",
+        "Host names the API answers besides localhost and IP addresses; * for any",
+    ),
+    Setting("http.tls_cert", "CAXTON_HTTP_TLS_CERT", "--http-tls-cert", "PEM certificate"),
+    Setting("http.tls_key", "CAXTON_HTTP_TLS_KEY", "--http-tls-key", "PEM private key"),
     Setting("statsd.address", "CAXTON_STATSD", "--statsd", "statsd host:port (unset: no metrics)"),
     Setting("statsd.prefix", "CAXTON_STATSD_PREFIX", "--statsd-prefix", "metric name prefix"),
     Setting("reap_interval", None, None, "time between sweeps of expired correlations"),
@@ -165,7 +200,9 @@ def parse_address(text: str, key: str, *, default_port: int | None = None) -> Ad
     host = match["v6"]
     if host is None:
         host = match["host"]
-        if _HOST.fullmatch(host) is None:
+        if host.isdigit() and match["port"] is None:  # "8080": a port without its host
+            raise ConfigError(key, text, f"expected host:port, e.g. 127.0.0.1:{host}")
+        if _HOST.fullmatch(host) is None or host.isdigit():
             raise ConfigError(key, text, "host must be a name or an IP address")
     else:
         try:
@@ -204,12 +241,84 @@ def load_config(path: Path | None, environ: Mapping[str, str], flags: Mapping[st
     unknown = flags.keys() - {s.path for s in SETTINGS if s.flag is not None}
     if unknown:
         raise ConfigError(min(unknown), flags[min(unknown)], "no such flag")
+    _check_environ(environ)
     for s in SETTINGS:  # per setting, a variable overrides the file and a flag overrides both
         if s.env is not None and environ.get(s.env):
             raw[s.path] = (_from_text(s.path, environ[s.env], s.env), s.env)
         if s.flag is not None and s.path in flags:
             raw[s.path] = (_from_text(s.path, flags[s.path], s.flag), s.flag)
     return _build(raw)
+
+
+# The client commands' variables (members, join, keys...): not settings of a node, but a
+# shell that sets them may run a node too, so they are known names. cli.py reads them here.
+HTTP_ADDR_ENV = "CAXTON_HTTP_ADDR"
+HTTP_TOKEN_ENV = "CAXTON_HTTP_TOKEN"
+HTTP_CA_ENV = "CAXTON_HTTP_CA"
+CLIENT_ENV = (HTTP_ADDR_ENV, HTTP_TOKEN_ENV, HTTP_CA_ENV)
+# The opt-out for platforms that set CAXTON_* variables of their own.
+ALLOW_UNKNOWN_ENV = "CAXTON_ALLOW_UNKNOWN_ENV"
+# Words people reach for where a variable says otherwise, for the "did you mean".
+_ENV_SYNONYMS = {"PORT": "BIND", "ADDR": "BIND", "ADDRESS": "BIND", "LISTEN": "BIND"}
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+# What Kubernetes injects for every Service of the namespace whose name starts with
+# "caxton" (service links: CAXTON_SERVICE_HOST, CAXTON_PORT_8080_TCP_ADDR, ...), each name
+# with the shape of its value, so that a person's CAXTON_HTTP_PORT=9000 is still an error.
+_SERVICE_LINKS = tuple(
+    (re.compile(name), re.compile(value))
+    for name, value in (
+        (r"CAXTON\w*_SERVICE_HOST", r"[0-9A-Fa-f.:]+"),
+        (r"CAXTON\w*_SERVICE_PORT(?:_\w+)?", r"[0-9]{1,5}"),
+        (r"CAXTON\w*_PORT(?:_[0-9]{1,5}_(?:TCP|UDP|SCTP))?", r"(?:tcp|udp|sctp)://\S+:[0-9]{1,5}"),
+        (r"CAXTON\w*_PORT_[0-9]{1,5}_(?:TCP|UDP|SCTP)_PROTO", r"tcp|udp|sctp"),
+        (r"CAXTON\w*_PORT_[0-9]{1,5}_(?:TCP|UDP|SCTP)_PORT", r"[0-9]{1,5}"),
+        (r"CAXTON\w*_PORT_[0-9]{1,5}_(?:TCP|UDP|SCTP)_ADDR", r"[0-9A-Fa-f.:]+"),
+    )
+)
+
+
+def _check_environ(environ: Mapping[str, str]) -> None:
+    """A CAXTON_* variable that names no setting is a typo until shown otherwise: an error
+    naming it and the nearest valid name, unless CAXTON_ALLOW_UNKNOWN_ENV says to ignore
+    them. Kubernetes service links are recognised and ignored."""
+    allow = environ.get(ALLOW_UNKNOWN_ENV, "")
+    if allow and allow.lower() not in _BOOL_WORDS:
+        raise ConfigError(ALLOW_UNKNOWN_ENV, allow, f"must be one of {', '.join(_BOOL_WORDS)}")
+    if allow and _BOOL_WORDS[allow.lower()]:
+        return
+    known = [s.env for s in SETTINGS if s.env is not None] + [*CLIENT_ENV, ALLOW_UNKNOWN_ENV]
+    unknown = sorted(
+        name
+        for name, value in environ.items()
+        if name.startswith(ENV_PREFIX) and name not in known and not _service_link(name, value)
+    )
+    if not unknown:
+        return
+    name = unknown[0]
+    value = environ[name]
+    if any(word in name for word in _SECRET_WORDS):
+        value = "<redacted>"
+    hint = f"{ALLOW_UNKNOWN_ENV}=1 ignores unknown {ENV_PREFIX}* variables"
+    nearest = _nearest_variable(name, known)
+    if nearest is None:
+        reason = f"unknown variable: no setting is read from it ({hint})"
+    else:
+        reason = f"unknown variable; did you mean {nearest}? ({hint})"
+    raise ConfigError(name, value, reason)
+
+
+def _service_link(name: str, value: str) -> bool:
+    return any(n.fullmatch(name) and v.fullmatch(value) for n, v in _SERVICE_LINKS)
+
+
+def _nearest_variable(name: str, known: list[str]) -> str | None:
+    """The known variable spelled most like ``name``, compared without the common prefix
+    (which would make every name look alike) and with PORT read as BIND."""
+    words = name.removeprefix(ENV_PREFIX).split("_")
+    wanted = "_".join(_ENV_SYNONYMS.get(word, word) for word in words)
+    by_suffix = {k.removeprefix(ENV_PREFIX): k for k in known}
+    found = difflib.get_close_matches(wanted, list(by_suffix), n=1, cutoff=0.5)
+    return by_suffix[found[0]] if found else None
 
 
 def _read_file(path: Path) -> _Raw:
@@ -244,14 +353,14 @@ def _flatten(section: object, prefix: str, raw: _Raw) -> None:
 
 def _from_text(path: str, text: str, key: str) -> object:
     """Give a variable's or flag's text the type the YAML file would have had."""
-    if path in ("gossip.seed_nodes", "gossip.keys"):
+    if path in ("gossip.seed_nodes", "gossip.keys", "http.tokens", "http.allowed_hosts"):
         return [item.strip() for item in text.split(",") if item.strip()]
     if path == "registry.max_agents_per_node":
         try:
             return int(text)
         except ValueError:
             raise ConfigError(key, text, "must be a whole number") from None
-    if path in ("gossip.enabled", "gossip.insecure"):
+    if path in ("gossip.enabled", "gossip.insecure", "http.insecure"):
         if text.lower() not in _BOOL_WORDS:
             raise ConfigError(key, text, f"must be one of {', '.join(_BOOL_WORDS)}")
         return _BOOL_WORDS[text.lower()]
@@ -288,11 +397,21 @@ def _build(raw: _Raw) -> Config:
         value, key = raw.get(path, (gossip.failure_detection_timeout, path))
         reason = f"must be longer than gossip.gossip_interval ({gossip.gossip_interval:g}s)"
         raise ConfigError(key, value, reason)
+    h = base.http
+    http = HttpConfig(
+        bind_address=get("http.bind_address", _address(HTTP_PORT), h.bind_address),
+        tokens=get("http.tokens", _tokens, h.tokens),
+        insecure=get("http.insecure", _bool, h.insecure),
+        allowed_hosts=get("http.allowed_hosts", _allowed_hosts, h.allowed_hosts),
+        tls_cert=get("http.tls_cert", _pem_file, h.tls_cert),
+        tls_key=get("http.tls_key", _pem_file, h.tls_key),
+    )
+    _check_front_door(http, raw)
     return Config(
         node_name=_node_name(*raw["node_name"]),
         embedded_only=get("embedded_only", _bool, base.embedded_only),
         sqlite_path=get("sqlite_path", _sqlite_path, base.sqlite_path),
-        http_bind=get("http.bind_address", _address(HTTP_PORT), base.http_bind),
+        http=http,
         gossip=gossip,
         statsd=StatsdConfig(
             address=get("statsd.address", _statsd_address, base.statsd.address),
@@ -414,6 +533,51 @@ def _check_secure(gossip: GossipConfig, raw: _Raw) -> None:
     )
 
 
+def _tokens(value: object, key: str) -> tuple[Token, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "must be a list of name:scope:secret")
+    try:
+        tokens = tuple(parse_token(_str(item, key)) for item in value)
+        check_tokens(tokens)
+    except TokenError as exc:
+        raise ConfigError(key, "<redacted>", str(exc)) from None
+    return tokens
+
+
+def _allowed_hosts(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "must be a list of host names")
+    hosts = tuple(_str(item, key).lower() for item in value)
+    for host in hosts:
+        if host != "*" and _HOST.fullmatch(host) is None:
+            raise ConfigError(key, host, "must be a host name, without a port, or *")
+    return hosts
+
+
+def _pem_file(value: object, key: str) -> Path:
+    path = Path(_str(value, key))
+    if not path.is_file():
+        raise ConfigError(key, value, "no such file")
+    return path
+
+
+def _check_front_door(http: HttpConfig, raw: _Raw) -> None:
+    """The API on a network address needs tokens, or an explicit opt-out; TLS needs both
+    files."""
+    if (http.tls_cert is None) != (http.tls_key is None):
+        path = "http.tls_cert" if http.tls_cert is None else "http.tls_key"
+        raise ConfigError(path, None, "HTTPS needs both http.tls_cert and http.tls_key")
+    if http.tokens or http.insecure or is_loopback(http.bind_address.host):
+        return
+    value, key = raw.get("http.bind_address", (str(http.bind_address), "http.bind_address"))
+    raise ConfigError(
+        key,
+        value,
+        "the HTTP API on a network address needs http.tokens (CAXTON_HTTP_TOKENS), "
+        "or http.insecure: true to serve it to anyone who can reach it",
+    )
+
+
 def _sqlite_path(value: object, key: str) -> Path:
     path = Path(_str(value, key))
     if not path.name or os.path.isdir(path):
@@ -438,8 +602,8 @@ def _state_tools(value: object, key: str) -> dict[str, ToolSpec]:
         _tool_name(name, where)
         try:
             tools[name] = parse_tool_spec(spec)
-        except StateError as exc:
-            raise ConfigError(where, spec, str(exc)) from None
+        except SpecError as exc:  # names the key; shows its value only if no secret
+            raise ConfigError(exc.at(where), exc.shown, str(exc)) from None
     return tools
 
 

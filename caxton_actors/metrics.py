@@ -31,6 +31,7 @@ GOSSIP_PROBE_RTT = "caxton_gossip_probe_rtt_ms"  # timer: direct and indirect pr
 HTTP_REQUESTS = "caxton_http_requests_total"  # counter, suffixed .<route>
 HTTP_RESPONSES = "caxton_http_responses_total"  # counter, suffixed .<status class>
 HTTP_REQUEST_TIME = "caxton_http_request_ms"  # timer, suffixed .<route>
+HTTP_REFUSED = "caxton_http_refused_total"  # counter, suffixed .<reason>: host, unauthorized, ...
 HUB_LOOP_LAG = "caxton_hub_loop_lag_ms"  # timer
 REGISTRY_BATCH_SIZE = "caxton_registry_batch_size"  # timer (a distribution of counts)
 REGISTRY_COMMIT_TIME = "caxton_registry_commit_ms"  # timer
@@ -41,6 +42,7 @@ STATE_CALLS = "caxton_state_calls_total"  # counter, suffixed .<tool type>
 STATE_ERRORS = "caxton_state_errors_total"  # counter, suffixed .<tool type>.<kind>
 STATE_CALL_TIME = "caxton_state_call_ms"  # timer, suffixed .<tool type>
 CORRELATIONS_EXPIRED = "caxton_correlations_expired_total"  # counter
+ACTOR_RESTARTS = "caxton_actor_restarts_total"  # counter, suffixed .<actor>: after a crash
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

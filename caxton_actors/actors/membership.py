@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -26,12 +25,15 @@ from caxton_actors import metrics
 from caxton_actors.actors.keys import ChangeKeys, KeyKeeper
 from caxton_actors.actors.stage import StageActor
 from caxton_actors.address import Address
+from caxton_actors.clock import SYSTEM, Clock
 from caxton_actors.engine import answers, stream_request
 from caxton_actors.engine.membership import MembershipStage
 from caxton_actors.engine.messages import (
+    ClockSkewed,
     Dropped,
     Exchange,
     Inbound,
+    JoinCluster,
     MembershipInput,
     Output,
     Packet,
@@ -40,7 +42,7 @@ from caxton_actors.engine.messages import (
     Transmit,
 )
 from caxton_actors.registry.records import RegistryPull
-from caxton_actors.runtime.actor import Request
+from caxton_actors.runtime.actor import Mailbox, Request
 from caxton_actors.runtime.timer import Alarm
 from caxton_actors.swim.messages import (
     MemberChanged,
@@ -48,6 +50,7 @@ from caxton_actors.swim.messages import (
     NameConflict,
     Refuted,
     State,
+    StateSync,
 )
 from caxton_actors.wire import codec
 from caxton_actors.wire.channel import Channel
@@ -83,14 +86,15 @@ class MemberEvent:
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """Deliver every later :class:`MemberEvent` to ``queue``."""
+    """Deliver every later :class:`MemberEvent` to ``queue``, then None when this actor
+    stops: a restarted one knows no subscriber, so the subscriber must ask it again."""
 
-    queue: gevent.queue.Queue[MemberEvent]
+    queue: gevent.queue.Queue[MemberEvent | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    queue: gevent.queue.Queue[MemberEvent]
+    queue: gevent.queue.Queue[MemberEvent | None]
 
 
 def event_kind(state: State, previous: State | None) -> str:
@@ -112,11 +116,35 @@ class GossipHealth:
     """Members ever seen and still remembered, this node excluded."""
     encrypted: bool
     """Whether gossip is sealed with keys (``gossip.keys``)."""
+    skewed: dict[str, float]
+    """Members whose wall clocks are off ours by more than ``engine.skew.SKEW_BOUND``:
+    seconds ahead (negative: behind)."""
 
 
 @dataclass(frozen=True, slots=True)
 class GossipStatus(Request[GossipHealth]):
     pass
+
+
+SeedWaits = tuple[tuple[Address, "gevent.event.AsyncResult[str]"], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JoinSeeds(Request[SeedWaits]):
+    """From the HTTP API: join through these (resolved) seeds. Answered at once with one
+    result per seed, filled when its full-state exchange is done: "" if it answered, else
+    why not; so the actor never waits on the network, and the request can say which
+    seeds answered."""
+
+    addresses: tuple[Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeFailed:
+    """A full-state exchange this actor opened came to nothing."""
+
+    to: Address
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +155,6 @@ class SpokeOldKey:
     key: bytes
 
 
-def _wall(monotonic: float) -> float:
-    return time.time() - (time.monotonic() - monotonic)
-
-
 class MembershipActor(StageActor):
     def __init__(
         self,
@@ -139,16 +163,20 @@ class MembershipActor(StageActor):
         channel: Channel,
         stats: metrics.Metrics,
         keyring_file: Path,
+        clock: Clock = SYSTEM,
     ) -> None:
         super().__init__()
+        self._clock = clock
         self._stage = stage
         self._members = stage.members
         self._transport = transport
         self._channel = channel
         self._stats = stats
         self._keys = KeyKeeper(stage.members, channel, transport, keyring_file)
-        self._subscribers: list[gevent.queue.Queue[MemberEvent]] = []
+        self._subscribers: list[gevent.queue.Queue[MemberEvent | None]] = []
         self._alarm = Alarm(lambda: self.actor_ref.tell(Tick()))
+        self._seed_waits: dict[Address, list[gevent.event.AsyncResult[str]]] = {}
+        """Per seed, what the joins asked through the HTTP API wait on."""
 
     # Running in the transport's greenlets: decode, then hand over as a message.
 
@@ -158,9 +186,10 @@ class MembershipActor(StageActor):
         except codec.DecodeError as exc:
             self._dropped(exc)
             return
-        self.actor_ref.tell(Inbound(packet, source))
-        if spoken is not None:  # after the packet: its sender may be news to the table
-            self.actor_ref.tell(SpokeOldKey(packet.sender, spoken))
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped or crashed: it is lost
+            self.actor_ref.tell(Inbound(packet, source))
+            if spoken is not None:  # after the packet: its sender may be news to the table
+                self.actor_ref.tell(SpokeOldKey(packet.sender, spoken))
 
     def _on_stream(self, data: bytes, source: Address) -> bytes | None:
         try:
@@ -170,14 +199,15 @@ class MembershipActor(StageActor):
             return None
         reply = self._answer_stream(packet, source)
         if spoken is not None:
-            self.actor_ref.tell(SpokeOldKey(packet.sender, spoken))
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.actor_ref.tell(SpokeOldKey(packet.sender, spoken))
         if reply is None:
             return None
         return self._channel.pack(reply, codec.MAX_STREAM_MESSAGE, spoken)  # in its key
 
     def _answer_stream(self, packet: Packet, source: Address) -> Packet | None:
         hop = stream_request(packet, source)
-        owner: pykka.ActorRef[Any] | None
+        owner: Mailbox | None
         request: object
         if isinstance(packet.message, (KeyringRequest, KeyringOffer)):  # this actor's own
             owner, request = self.actor_ref, packet.message
@@ -206,17 +236,38 @@ class MembershipActor(StageActor):
             answer, _ = self._channel.unpack(data, codec.MAX_STREAM_MESSAGE)
         except StreamError as exc:
             log.debug("stream to %s:%d failed: %s", *to, exc)
+            self._exchange_failed(to, packet, str(exc))
             return
         except codec.DecodeError as exc:
             self._dropped(exc)
+            self._exchange_failed(to, packet, f"its answer was dropped: {exc}")
             return
         if not answers(packet.message, answer.message):
             self._stats.incr(f"{metrics.GOSSIP_DROPPED}.unexpected_stream")
+            self._exchange_failed(to, packet, "it answered something else")
             return
         with contextlib.suppress(pykka.ActorDeadError):  # the node stopped meanwhile
             self.actor_ref.tell(Inbound(answer, to, answer=True))
 
-    def _owner(self, stage: Stage) -> pykka.ActorRef[Any] | None:
+    def _exchange_failed(self, to: Address, packet: Packet, reason: str) -> None:
+        if isinstance(packet.message, StateSync):  # a join's: someone may wait on it
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.actor_ref.tell(ExchangeFailed(to, reason))
+
+    def _join_seeds(self, addresses: tuple[Address, ...]) -> SeedWaits:
+        waits = []
+        for addr in addresses:
+            wait: gevent.event.AsyncResult[str] = gevent.event.AsyncResult()
+            self._seed_waits.setdefault(addr, []).append(wait)
+            waits.append((addr, wait))
+        self.on_receive(JoinCluster(addresses))
+        return tuple(waits)
+
+    def _seed_done(self, addr: Address, failure: str) -> None:
+        for wait in self._seed_waits.pop(addr, ()):
+            wait.set(failure)
+
+    def _owner(self, stage: Stage) -> Mailbox | None:
         return self.actor_ref if stage is Stage.MEMBERSHIP else self._peers.get(stage)
 
     def _dropped(self, exc: codec.DecodeError) -> None:
@@ -232,19 +283,30 @@ class MembershipActor(StageActor):
     def on_stop(self) -> None:
         self._alarm.cancel()
         self._transport.close()
+        for queue in self._subscribers:
+            queue.put_nowait(None)
 
     def on_failure(self, *_exc_info: object) -> None:
         self.on_stop()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, MembershipInput):
-            reply = self._carry(self._stage.handle(time.monotonic(), message))
+            clock = self._clock
+            reply = self._carry(self._stage.handle(clock.monotonic(), message, wall=clock.wall()))
             self._alarm.arm(self._stage.next_deadline())
+            match message:
+                case Inbound(packet=Packet(message=StateSync()), source=source, answer=True):
+                    self._seed_done(source, "")  # a full-state exchange of ours came back
             return reply
         match message:
+            case JoinSeeds(addresses=addresses):
+                return self._join_seeds(addresses)
+            case ExchangeFailed(to=to, reason=reason):
+                self._seed_done(to, reason)
+                return None
             case ListMembers():
                 return tuple(
-                    MemberView(r, _wall(self._members.changed_at(r.name)))
+                    MemberView(r, self._clock.to_wall(self._members.changed_at(r.name)))
                     for r in self._members.records()
                 )
             case GossipStatus():
@@ -252,9 +314,10 @@ class MembershipActor(StageActor):
                 return GossipHealth(
                     self._members.addr,
                     self._members.peer_count(),
-                    None if last is None else _wall(last),
+                    None if last is None else self._clock.to_wall(last),
                     self._members.size() - 1,
                     self._channel.encrypted,
+                    self._stage.skew.skewed(),
                 )
             case KeyringRequest():  # a member's, on a sealed stream
                 return Packet(self._members.name, self._keys.change(message))
@@ -296,6 +359,14 @@ class MembershipActor(StageActor):
                 self._stats.incr(metrics.GOSSIP_REFUTATIONS)
             case Dropped(reason=reason, count=count):
                 self._stats.incr(f"{metrics.GOSSIP_DROPPED}.{reason}", count)
+            case ClockSkewed(member=member, seconds=seconds):
+                log.warning(
+                    "the clock of member %s is %.1f s %s ours; keep every node's clock "
+                    "synchronised (NTP): registry versions and times come from them",
+                    member,
+                    abs(seconds),
+                    "ahead of" if seconds > 0 else "behind",
+                )
 
     def _on_member_changed(self, member: MemberRecord, previous: State | None) -> None:
         log.info(
@@ -307,7 +378,7 @@ class MembershipActor(StageActor):
         )
         event = MemberEvent(
             event_kind(member.state, previous),
-            MemberView(member, _wall(self._members.changed_at(member.name))),
+            MemberView(member, self._clock.to_wall(self._members.changed_at(member.name))),
         )
         for queue in self._subscribers:
             queue.put_nowait(event)  # unbounded: a stalled reader times out and unsubscribes

@@ -29,6 +29,7 @@ import gevent.threadpool
 
 from caxton_actors import metrics
 from caxton_actors.actors.stage import StageActor
+from caxton_actors.clock import SYSTEM, Clock
 from caxton_actors.engine.messages import (
     Committed,
     Deregister,
@@ -46,6 +47,7 @@ from caxton_actors.registry.store import (
     Conversation,
     Correlation,
     Store,
+    StoreUnavailable,
     Tx,
     Written,
 )
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 
 # Most requests one transaction takes: bounds how long the slowest reply waits.
 MAX_BATCH = 512
+# Seconds a write probe's result answers readiness before the file is probed again.
+PROBE_TTL = 1.0
 # Records the registry grows (or shrinks) by between two gc.freeze() calls.
 FREEZE_GROWTH = 10_000
 
@@ -177,6 +181,13 @@ class CheckDatabase(RegistryRequest[bool]):
         return tx.check()
 
 
+@dataclass(frozen=True, slots=True)
+class CheckWritable(Request[str | None]):
+    """Whether the file takes a write now: None, or why not (read-only, disk full,
+    locked). Readiness asks; the answer is the last probe's while it is younger than
+    ``PROBE_TTL``, so that a hammered ``/health/ready`` writes once a second at most."""
+
+
 # Answered from memory, on the hub.
 
 
@@ -240,13 +251,13 @@ def _captured(call: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, An
         return False, exc
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class RegistryActor(StageActor):
     """Opens (and migrates) the file when built, so a bad file fails start-up loudly;
-    the registry stage then starts from what the file kept."""
+    the registry stage then starts from what the file kept.
+
+    Expiry runs on ``clock``'s monotonic readings; its wall readings only go into the
+    file, answers and versions (``clock.py``).
+    """
 
     def __init__(
         self,
@@ -254,8 +265,10 @@ class RegistryActor(StageActor):
         stage: RegistryStage,
         reap_interval: float,
         stats: metrics.Metrics,
+        clock: Clock = SYSTEM,
     ) -> None:
         super().__init__()
+        self._clock = clock
         self._reap_interval = reap_interval
         self._stats = stats
         self._stage = stage
@@ -265,20 +278,29 @@ class RegistryActor(StageActor):
         self._worker = gevent.threadpool.ThreadPool(1)
         try:
             self._store: Store = self._in_worker(Store, path, stage.replica.name)
-            own, (records, heads), tools = self._in_worker(
-                self._store.run_batch,
-                [Tx.own_agents, Tx.load_replica, Tx.state_tools],
-                _now_ms(),
-            )
+            try:
+                own, (records, heads), tools, _ = self._in_worker(
+                    self._store.run_batch,
+                    [Tx.own_agents, Tx.load_replica, Tx.state_tools, Tx.load_correlations],
+                    clock.wall_ms(),
+                    clock.monotonic(),
+                )
+            except (StoreUnavailable, ValueError) as exc:  # damaged pages, unreadable values
+                self._worker.apply(self._store.close)
+                why = exc if isinstance(exc, StoreUnavailable) else f"a value is not JSON ({exc})"
+                raise StoreUnavailable(f"cannot load {path}: {why}") from exc
         except BaseException:
             self._worker.kill()
             raise
         self._state_tools: dict[str, str] = tools
-        stage.restore(((a.id, a.capabilities) for a in own), records, heads, time.time())
+        own_agents = ((a.id, a.capabilities) for a in own)
+        stage.restore(own_agents, records, heads, clock.monotonic(), clock.wall())
         self._frozen_at = -FREEZE_GROWTH
         self._resave = False
         self._freeze_if_grown()
         self._reaper: gevent.Greenlet[[], None] | None = None
+        self._probed: tuple[float, str | None] | None = None
+        """When the file was last probed for a write, and why it failed (None: it took it)."""
         self._gauges()
 
     def on_start(self) -> None:
@@ -297,7 +319,7 @@ class RegistryActor(StageActor):
         if isinstance(message, RegistryRequest):
             return self._batch(message)
         if isinstance(message, RegistryInput):
-            answer = self._carry(self._stage.handle(time.time(), message))
+            answer = self._carry(self._step(message))
             self._freeze_if_grown()
             return answer
         replica = self._replica
@@ -312,12 +334,14 @@ class RegistryActor(StageActor):
             case GetStateTool(agent_id=agent_id):
                 here = replica.own(agent_id) is not None
                 return StateBinding(here, self._state_tools.get(agent_id))
+            case CheckWritable():
+                return self._writable()
             case RegistryDigest():
                 return DigestView(
                     replica.count(), replica.unreachable_count(), replica.digest(), replica.heads()
                 )
             case Housekeeping():
-                self._carry(self._stage.handle(time.time(), Tick()))
+                self._carry(self._step(Tick()))
                 if self._resave:
                     self._resave = False
                     records, floors = replica.others()
@@ -326,6 +350,25 @@ class RegistryActor(StageActor):
                 self._gauges()  # once a housekeeping, not once a message
                 return reply
         return super().on_receive(message)
+
+    def _writable(self) -> str | None:
+        """Probe the file with a write of its own transaction (never batched: a client's
+        failing request must not read as a database that cannot write)."""
+        now = self._clock.monotonic()
+        if self._probed is not None and now - self._probed[0] < PROBE_TTL:
+            return self._probed[1]
+        try:
+            self._in_worker(self._store.run_batch, [Tx.probe_write], self._clock.wall_ms(), now)
+            reason = None
+        except StoreUnavailable as exc:
+            reason = str(exc)
+        self._probed = (now, reason)
+        return reason
+
+    def _step(self, message: RegistryInput) -> list[Output]:
+        """The registry stage's answer to ``message``, now."""
+        clock = self._clock
+        return self._stage.handle(clock.monotonic(), message, wall=clock.wall())
 
     def _effect(self, output: Output) -> None:
         match output:
@@ -370,7 +413,12 @@ class RegistryActor(StageActor):
         refused = self._over_limit(requests)
         runnable = [r for i, r in enumerate(requests) if i not in refused]
         started = time.perf_counter()
-        results = self._in_worker(self._store.run_batch, [r.apply for r in runnable], _now_ms())
+        results = self._in_worker(
+            self._store.run_batch,
+            [r.apply for r in runnable],
+            self._clock.wall_ms(),
+            self._clock.monotonic(),
+        )
         self._stats.timing(metrics.REGISTRY_COMMIT_TIME, (time.perf_counter() - started) * 1000)
         self._stats.timing(metrics.REGISTRY_BATCH_SIZE, len(requests))
         changes: list[Register | Deregister] = []
@@ -385,7 +433,7 @@ class RegistryActor(StageActor):
                 changes.append(Deregister(request.agent_id))
                 self._state_tools.pop(request.agent_id, None)
         if changes:
-            self._carry(self._stage.handle(time.time(), Committed(tuple(changes))))
+            self._carry(self._step(Committed(tuple(changes))))
         for i, (request, result) in enumerate(zip(runnable, results, strict=True)):
             if isinstance(request, PutAgent):
                 record = self._replica.own(request.agent_id)

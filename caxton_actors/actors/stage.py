@@ -7,6 +7,7 @@ simulator makes the same hops mailbox messages in virtual time.
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,20 +16,21 @@ from typing import Any
 import pykka
 
 from caxton_actors.engine.messages import Answer, Hop, Output, Packet, Stage
-from caxton_actors.runtime.actor import GeventActor
+from caxton_actors.runtime.actor import GeventActor, Mailbox
 
 
 @dataclass(frozen=True, slots=True)
 class Peers:
-    """The actors that own each stage (without gossip, only the registry)."""
+    """The actors that own each stage (without gossip, only the registry): in a node,
+    supervisor slots, so a restarted peer is reached without a new ``Peers``."""
 
-    refs: tuple[tuple[Stage, pykka.ActorRef[StageActor]], ...]
+    refs: tuple[tuple[Stage, Mailbox], ...]
 
 
 class StageActor(GeventActor):
     def __init__(self) -> None:
         super().__init__()
-        self._peers: dict[Stage, pykka.ActorRef[StageActor]] = {}
+        self._peers: dict[Stage, Mailbox] = {}
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Peers):
@@ -43,7 +45,10 @@ class StageActor(GeventActor):
             if isinstance(output, Hop):
                 peer = self._peers.get(output.stage)
                 if peer is not None:  # no membership without gossip: nothing to spread
-                    peer.tell(output.message)
+                    # A peer restarting loses the hop, as a datagram is lost; it comes
+                    # back from a consistent state, and this actor stays up.
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        peer.tell(output.message)
             elif isinstance(output, Answer):
                 answer = output.packet
             else:

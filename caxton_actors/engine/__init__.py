@@ -59,17 +59,46 @@ class Engine:
         incarnation: int = 0,
         limits: Limits = LIMITS,
     ) -> None:
-        self.membership = MembershipStage(Members(name, addr, meta, incarnation, timing, rng, now))
+        self._name, self._addr, self._meta = name, addr, meta
+        self._timing, self._rng, self._limits = timing, rng, limits
+        self.membership = self._membership(now, incarnation)
         self.detection = DetectionStage(Prober(name, timing, rng, now))
-        self.registry = RegistryStage(Replica(name, timing.dead_node_reclaim_time, limits))
+        self.registry = self._registry()
 
-    def handle(self, stage: Stage, now: float, message: StageInput) -> list[Output]:
-        """Give ``message`` to ``stage``: for a shell that holds all three (the simulator)."""
+    def rebuild(self, stage: Stage, now: float, incarnation: int = 0) -> None:
+        """Build ``stage`` anew, as at start, for a shell whose actor for it crashed: an
+        exception halfway through an input may have left the old one half-changed.
+        Membership comes back with ``incarnation`` (above its last, so that peers take its
+        news), the registry empty (its shell loads it from disk); then each hears
+        :class:`~caxton_actors.engine.messages.Restarted` from the others."""
         if stage is Stage.MEMBERSHIP:
-            return self.membership.handle(now, cast(MembershipInput, message))
+            self.membership = self._membership(now, incarnation)
+        elif stage is Stage.DETECTION:
+            self.detection = DetectionStage(Prober(self._name, self._timing, self._rng, now))
+        else:
+            self.registry = self._registry()
+
+    def _membership(self, now: float, incarnation: int) -> MembershipStage:
+        members = Members(
+            self._name, self._addr, self._meta, incarnation, self._timing, self._rng, now
+        )
+        return MembershipStage(members)
+
+    def _registry(self) -> RegistryStage:
+        reclaim = self._timing.dead_node_reclaim_time
+        return RegistryStage(Replica(self._name, reclaim, self._limits))
+
+    def handle(self, stage: Stage, now: float, message: StageInput, *, wall: float) -> list[Output]:
+        """Give ``message`` to ``stage``: for a shell that holds all three (the simulator).
+
+        ``now`` is monotonic seconds, for every timeout; ``wall`` is Unix seconds, for what
+        goes on the wire (detection needs none).
+        """
+        if stage is Stage.MEMBERSHIP:
+            return self.membership.handle(now, cast(MembershipInput, message), wall=wall)
         if stage is Stage.DETECTION:
             return self.detection.handle(now, cast(DetectionInput, message))
-        return self.registry.handle(now, cast(RegistryInput, message))
+        return self.registry.handle(now, cast(RegistryInput, message), wall=wall)
 
     def next_deadline(self, stage: Stage) -> float | None:
         """When a stage wants a :class:`Tick` (the registry's come from housekeeping)."""

@@ -7,6 +7,9 @@ to the table, probe traffic to the detection stage, a pull's answer to the regis
 stage. Everything that leaves the node leaves here, with the updates and heads still
 to be spread on board, but only to members: a stranger's ping gets a bare ack, no
 bigger than what it sent.
+
+Every packet it sends carries this node's wall clock, and every member's datagram
+tells how far that member's clock is from ours (``engine/skew.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from caxton_actors.address import Address
 from caxton_actors.engine.messages import (
     Answer,
+    ClockSkewed,
     Dropped,
     Exchange,
     HeardHeads,
@@ -28,6 +32,7 @@ from caxton_actors.engine.messages import (
     Packet,
     Probe,
     PullFrom,
+    Restarted,
     SpreadHeads,
     Stage,
     SyncRequest,
@@ -35,6 +40,7 @@ from caxton_actors.engine.messages import (
     Transmit,
     WireMessage,
 )
+from caxton_actors.engine.skew import Skew
 from caxton_actors.registry.records import AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.members import BroadcastQueue, Members
 from caxton_actors.swim.messages import (
@@ -44,6 +50,7 @@ from caxton_actors.swim.messages import (
     Gossip,
     Ignored,
     MemberChanged,
+    MemberRecord,
     Nack,
     NameConflict,
     Ping,
@@ -90,58 +97,67 @@ class MembershipStage:
     def __init__(self, members: Members) -> None:
         self.members = members
         self.heads = Heads()
+        self.skew = Skew()
 
     def next_deadline(self) -> float:
         return self.members.next_deadline()
 
-    def handle(self, now: float, message: MembershipInput) -> list[Output]:
+    def handle(self, now: float, message: MembershipInput, *, wall: float) -> list[Output]:
+        """``now``: monotonic seconds, every timeout's; ``wall``: Unix seconds, stamped on
+        what is sent and held against the stamps of what comes in."""
         members = self.members
         match message:
             case Inbound(packet=packet, source=source, answer=answer):
-                return self._inbound(now, packet, source, answer)
+                return self._inbound(now, wall, packet, source, answer)
             case SyncRequest(packet=packet, source=source):
-                outputs = self._inbound(now, packet, source, answer=True)
-                return [*outputs, Answer(self.packet(members.full_state()))]
+                outputs = self._inbound(now, wall, packet, source, answer=True)
+                return [*outputs, Answer(self.packet(members.full_state(), wall))]
             case Tick():
-                return self._run(now, members.tick(now, bool(self.heads.news)))
+                return self._run(now, wall, members.tick(now, bool(self.heads.news)))
             case Send():
-                return self._run(now, [message])
+                return self._run(now, wall, [message])
             case ProbeFailed(name=name, incarnation=incarnation):
-                return self._run(now, members.suspect(now, name, incarnation))
+                return self._run(now, wall, members.suspect(now, name, incarnation))
             case SpreadHeads(news=news, digest=digest):
                 for head in news:
                     self.heads.news.push(head)
                 self.heads.digest = digest
                 return []
             case PullFrom(source=source, pull=pull):
-                return [Exchange(source, self.packet(pull))]
+                return [Exchange(source, self.packet(pull, wall))]
             case JoinCluster(addresses=addresses):
-                return self._run(now, members.join(now, addresses))
+                return self._run(now, wall, members.join(now, addresses))
             case LeaveCluster():
-                return self._run(now, members.leave(now))
+                return self._run(now, wall, members.leave(now))
+            case Restarted(stage=stage):
+                return self._retell(stage)
 
-    def packet(self, message: WireMessage, to_member: bool = True) -> Packet:
-        """``message`` from this node, with the updates and heads still to be spread on board.
+    def packet(self, message: WireMessage, wall: float, to_member: bool = True) -> Packet:
+        """``message`` from this node at ``wall``, with the updates and heads still to be
+        spread on board.
 
         A full-state exchange carries the whole table and every head; registry stream
         messages, and datagrams to an address no member has, carry nothing else.
         """
         members = self.members
+        sent_at = int(wall * 1000)
         if isinstance(message, StateSync):
-            return Packet(members.name, message, (), self.heads.digest)
+            return Packet(members.name, message, (), self.heads.digest, sent_at)
         if isinstance(message, (RegistryPull, AgentUpdate)) or not to_member:
-            return Packet(members.name, message)
+            return Packet(members.name, message, sent_at=sent_at)
         # A pinged suspect hears of its suspicion first, so it can refute at once.
         prefer = message.target if isinstance(message, Ping) else None
         piggyback = members.take_broadcasts(MAX_PIGGYBACK, prefer)
         limit = members.timing.retransmit_limit(members.size())
         heads = self.heads.for_datagram(limit)
-        return Packet(members.name, message, piggyback, heads)
+        return Packet(members.name, message, piggyback, heads, sent_at)
 
-    def _inbound(self, now: float, packet: Packet, source: Address, answer: bool) -> list[Output]:
+    def _inbound(
+        self, now: float, wall: float, packet: Packet, source: Address, answer: bool
+    ) -> list[Output]:
         """``answer``: on a stream (ours, or one whose request we answer), not a datagram."""
         members = self.members
-        outputs: list[Output] = []
+        outputs: list[Output] = [] if answer else self._clock_of(now, wall, packet, source)
         effects = members.apply(now, packet.piggyback)
         message = packet.message
         match message:
@@ -155,7 +171,7 @@ class MembershipStage:
                 pass
             case _:  # a stream message off its stream, or an answer nobody asked for
                 outputs.append(Dropped("unexpected_datagram"))
-        outputs = self._run(now, effects) + outputs
+        outputs = self._run(now, wall, effects) + outputs
         if packet.heads:  # after the member events, so the registry knows the owners
             # Pulls go to a member: where this came from, or where the sender lives (a
             # pushed table comes from a passing port).
@@ -166,21 +182,42 @@ class MembershipStage:
                 outputs.append(Hop(Stage.REGISTRY, HeardHeads(teller, packet.heads)))
         return outputs
 
-    def _run(self, now: float, effects: list[Effect]) -> list[Output]:
+    def _retell(self, stage: Stage) -> list[Output]:
+        """A stage built anew knows no member: tell it each one as it stands, as if it
+        had just changed (detection: whom to probe; the registry: who is up, and where)."""
+        records = self.members.records()
+        if stage is Stage.DETECTION:
+            return [Hop(stage, MemberChanged(member, None)) for member in records]
+        if stage is Stage.REGISTRY:
+            return [Hop(stage, _member_state(member)) for member in records]
+        return []
+
+    def _clock_of(self, now: float, wall: float, packet: Packet, source: Address) -> list[Output]:
+        """What a datagram's stamp says of its sender's clock. Datagrams only: a stream's
+        answer may take seconds to build and to send; and only a member's, from where it
+        lives, as anyone can write a name in a packet."""
+        if packet.sent_at is None or self.members.address_of(packet.sender) != source:
+            return []
+        skew = self.skew.observe(packet.sender, packet.sent_at, now, wall)
+        return [] if skew is None else [ClockSkewed(packet.sender, skew)]
+
+    def _run(self, now: float, wall: float, effects: list[Effect]) -> list[Output]:
         outputs: list[Output] = []
         for effect in effects:
             match effect:
                 case Send(to=to, message=StateSync() as sync):
-                    outputs.append(Exchange(to, self.packet(sync)))
+                    outputs.append(Exchange(to, self.packet(sync, wall)))
                 case Send(to=to, message=message):
-                    outputs.append(Transmit(to, self.packet(message, self.members.knows(to))))
+                    packet = self.packet(message, wall, self.members.knows(to))
+                    outputs.append(Transmit(to, packet))
                 case MemberChanged(member=member):
                     up = member.state in (State.ALIVE, State.SUSPECT)
-                    route = dict(member.meta).get(HTTP_META_KEY)
+                    if not up:
+                        self.skew.forget(member.name)
                     outputs += [
                         effect,
                         Hop(Stage.DETECTION, effect),
-                        Hop(Stage.REGISTRY, MemberState(member.name, up, route)),
+                        Hop(Stage.REGISTRY, _member_state(member)),
                     ]
                 case Refuted():
                     outputs += [effect, Hop(Stage.DETECTION, effect)]
@@ -189,3 +226,9 @@ class MembershipStage:
                 case Ignored(reason=reason):
                     outputs.append(Dropped(reason))
         return outputs
+
+
+def _member_state(member: MemberRecord) -> MemberState:
+    """What the registry needs of a member: whether it is up, and its HTTP route."""
+    up = member.state in (State.ALIVE, State.SUSPECT)
+    return MemberState(member.name, up, dict(member.meta).get(HTTP_META_KEY))

@@ -57,6 +57,9 @@ class Packet:
     piggyback: tuple[Update, ...] = ()
     heads: tuple[Head, ...] = ()
     """Registry heads the sender is spreading (all of them on a full-state exchange)."""
+    sent_at: int | None = None
+    """The sender's wall clock when it built the packet, Unix ms: only to find members
+    whose clocks are off (``engine/skew.py``), never to decide anything."""
 
 
 # Inputs, by the stage that takes them.
@@ -177,6 +180,15 @@ class Committed:
     changes: tuple[Register | Deregister, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Restarted:
+    """Any stage: ``stage`` was built anew after its actor crashed, and knows only what
+    its own disk kept; the stages it learns from tell it again (membership: every member
+    to detection and the registry; the registry: every head to membership)."""
+
+    stage: Stage
+
+
 MembershipInput = (
     Tick
     | Inbound
@@ -187,9 +199,10 @@ MembershipInput = (
     | ProbeFailed
     | SpreadHeads
     | PullFrom
+    | Restarted
 )
-DetectionInput = Tick | Probe | MemberChanged | Refuted
-RegistryInput = Tick | HeardHeads | MemberState | Merge | AnswerPull | Committed
+DetectionInput = Tick | Probe | MemberChanged | Refuted | Restarted
+RegistryInput = Tick | HeardHeads | MemberState | Merge | AnswerPull | Committed | Restarted
 StageInput = MembershipInput | DetectionInput | RegistryInput
 
 
@@ -245,6 +258,15 @@ class Dropped:
     count: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class ClockSkewed:
+    """A member's wall clock is off ours by more than the bound (said once a member)."""
+
+    member: str
+    seconds: float
+    """How far its clock is ahead of ours (negative: behind)."""
+
+
 Output = (
     Hop
     | Transmit
@@ -252,6 +274,7 @@ Output = (
     | Answer
     | Persist
     | Dropped
+    | ClockSkewed
     | MemberChanged
     | Refuted
     | NameConflict

@@ -3,6 +3,9 @@
 
 After every input it tells membership which heads rose (to piggyback) and asks it to
 pull from peers that know more; what merges is handed to the shell to persist.
+
+Every input comes with two readings of the shell's clocks: ``now`` (monotonic seconds:
+what expires when) and ``wall`` (Unix seconds: versions, and what peers may claim).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from caxton_actors.engine.messages import (
     PullFrom,
     Register,
     RegistryInput,
+    Restarted,
     SpreadHeads,
     Stage,
     Tick,
@@ -44,22 +48,23 @@ class RegistryStage:
         records: Iterable[AgentRecord],
         heads: Iterable[tuple[Head, int]],
         now: float,
+        wall: float,
     ) -> None:
         """Start from what the node's disk kept: its own agents, its replica of the others."""
-        self.replica.load(records, heads)
-        self.replica.restart(own, now)
+        self.replica.load(records, heads, now)
+        self.replica.restart(own, now, wall)
 
-    def handle(self, now: float, message: RegistryInput) -> list[Output]:
+    def handle(self, now: float, message: RegistryInput, *, wall: float) -> list[Output]:
         replica = self.replica
         outputs: list[Output] = []
         match message:
             case HeardHeads(source=source, heads=heads):
-                refused = replica.hear(heads, source, now)
+                refused = replica.hear(heads, source, wall)
                 outputs += [Dropped(reason, n) for reason, n in refused.items()]
             case MemberState(name=name, up=up, route=route):
                 replica.member_changed(name, up, route, now)
             case Merge(update=update):
-                merged = replica.merge(update, now)
+                merged = replica.merge(update, now, wall)
                 outputs += [Dropped(reason, n) for reason, n in merged.dropped.items()]
                 outputs += self._persist(merged, {h.name for h in update.heads})
             case AnswerPull(pull=pull):
@@ -68,11 +73,13 @@ class RegistryStage:
             case Committed(changes=changes):
                 for change in changes:
                     if isinstance(change, Register):
-                        replica.register(change.agent_id, change.capabilities, now)
+                        replica.register(change.agent_id, change.capabilities, now, wall)
                     else:
-                        replica.deregister(change.agent_id, now)
+                        replica.deregister(change.agent_id, now, wall)
             case Tick():
                 outputs += self._persist(replica.expire(now), set())
+            case Restarted(stage=Stage.MEMBERSHIP):
+                self._spread = ()  # membership, built anew, spreads no head: all of them again
         return outputs + self._gossip(now)
 
     def _persist(self, merged: Merged, owners: set[str]) -> list[Output]:

@@ -15,6 +15,8 @@ import falcon
 
 from caxton_actors import metrics
 from caxton_actors.http import resources as r
+from caxton_actors.http.access import Token, Tokens
+from caxton_actors.http.guard import Guard
 from caxton_actors.http.media import json_handler
 from caxton_actors.http.openapi import OpenApi
 from caxton_actors.registry.store import StoreUnavailable
@@ -95,8 +97,16 @@ def _state_error(
     raise _STATE_STATUS[ex.kind](description=str(ex))
 
 
-def create_app(actors: r.Actors, stats: metrics.Metrics) -> falcon.App[Any, Any]:
-    app = falcon.App(middleware=[_Metrics(stats)])
+def create_app(
+    actors: r.Actors,
+    stats: metrics.Metrics,
+    tokens: tuple[Token, ...] = (),
+    allowed_hosts: tuple[str, ...] = (),
+) -> falcon.App[Any, Any]:
+    """The API; without tokens every route is open (the node's config keeps that to
+    loopback)."""
+    guard = Guard(Tokens(tokens), allowed_hosts, stats)
+    app = falcon.App(middleware=(_Metrics(stats), guard))
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.add_error_handler(falcon.HTTPRouteNotFound, _route_not_found)

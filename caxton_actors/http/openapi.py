@@ -22,7 +22,7 @@ from caxton_actors.http.resources import (
     MAX_SEEDS,
     MAX_TTL_SECONDS,
 )
-from caxton_actors.state.contract import TOOL_TYPES
+from caxton_actors.state.specs import TOOL_KEYS
 
 Json = dict[str, Any]
 
@@ -39,6 +39,20 @@ _REASONS = {
     "additionalProperties": {"type": "string"},
     "description": "By member name: why",
 }
+_ADDRESSES: Json = {"type": "array", "items": {"type": "string"}}
+_JOIN_REPORT: Json = {
+    "type": "object",
+    "properties": {
+        "answered": {**_ADDRESSES, "description": "Seeds (resolved) whose full state came back"},
+        "failed": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "By seed (resolved): why it did not answer",
+        },
+        "contacted": _ADDRESSES,
+        "skipped": {**_ADDRESSES, "description": "Seeds not contacted: `seed: why`"},
+    },
+}
 _ENCRYPTED = {
     "type": "boolean",
     "description": "Whether gossip is sealed with keys (gossip.keys); false without gossip",
@@ -51,6 +65,25 @@ def _json(schema: Json, description: str) -> Json:
 
 def _error(description: str) -> Json:
     return _json(_ref("Error"), description)
+
+
+def _inline_tool(kind: str) -> Json:
+    """An inline state tool of one type: exactly the keys its backend reads."""
+    keys = TOOL_KEYS[kind]
+    required = [name for name, key in keys.items() if key.required]
+    config: Json = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: {} for name in keys},
+    }
+    if required:
+        config["required"] = required
+    return {
+        "type": "object",
+        "required": ["type", "config"] if required else ["type"],
+        "additionalProperties": False,
+        "properties": {"type": {"const": kind}, "config": config},
+    }
 
 
 def _path_id(name: str) -> Json:
@@ -146,12 +179,27 @@ SCHEMAS: Json = {
 
 PATHS: Json = {
     "/health": {
-        "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "Alive")}},
-        "head": {"summary": "Liveness, no body", "responses": {"200": {"description": "Alive"}}},
+        "get": {
+            "summary": "Liveness: every actor running",
+            "security": [],
+            "responses": {
+                "200": _json({"type": "object"}, "Alive"),
+                "503": _json({"type": "object"}, "An actor is down; `failed` names it"),
+            },
+        },
+        "head": {
+            "summary": "Liveness, no body",
+            "security": [],
+            "responses": {
+                "200": {"description": "Alive"},
+                "503": {"description": "An actor is down"},
+            },
+        },
     },
     "/health/ready": {
         "get": {
-            "summary": "Readiness: the database and every actor answer",
+            "summary": "Readiness: every actor answers and the database takes a write",
+            "security": [],
             "responses": {
                 "200": _json({"type": "object"}, "Ready"),
                 "503": _json({"type": "object"}, "Not ready; `failed` names what failed"),
@@ -170,6 +218,7 @@ PATHS: Json = {
                             "last_sync",
                             "agent_count",
                             "encrypted",
+                            "skewed_peers",
                             "status",
                         ],
                         "properties": {
@@ -177,6 +226,14 @@ PATHS: Json = {
                             "last_sync": {"type": ["integer", "null"]},
                             "agent_count": {"type": "integer"},
                             "encrypted": _ENCRYPTED,
+                            "skewed_peers": {
+                                "type": "object",
+                                "additionalProperties": {"type": "number"},
+                                "description": "Members whose wall clocks are more than 5 s "
+                                "off this node's, by name: seconds ahead (negative: behind), "
+                                "over at least 5 s of their datagrams. Keep clocks "
+                                "synchronised: registry versions and times come from them",
+                            },
                             "health_score": {
                                 "type": "integer",
                                 "description": "Lifeguard local health, 0 is best; "
@@ -250,17 +307,13 @@ PATHS: Json = {
                                 },
                                 "state_tool": {
                                     "description": "the name of a configured state tool, or "
-                                    '{"type": ..., "config": {...}}; absent or null: stateless',
+                                    '{"type": ..., "config": {...}} when the node has '
+                                    "state_tools_inline: true (not filesystem, not an mcp "
+                                    "command; s3 and postgres with their own credentials); "
+                                    "absent or null: stateless. Never returned.",
                                     "oneOf": [
                                         {"type": "string"},
-                                        {
-                                            "type": "object",
-                                            "required": ["type"],
-                                            "properties": {
-                                                "type": {"enum": list(TOOL_TYPES)},
-                                                "config": {"type": "object"},
-                                            },
-                                        },
+                                        *[_inline_tool(kind) for kind in TOOL_KEYS],
                                         {"type": "null"},
                                     ],
                                 },
@@ -274,6 +327,11 @@ PATHS: Json = {
                 "201": _json(_ref("Agent"), "Registered"),
                 "409": _error("This node already owns its limit of agents"),
                 **_BAD_BODY,
+                "400": _error(
+                    "A bad body or id; or a state_tool that is not configured, that cannot "
+                    "work (the description names the key: state_tool.config.url), or is "
+                    "inline while state_tools_inline is off"
+                ),
             },
         },
         "delete": {
@@ -634,15 +692,14 @@ PATHS: Json = {
                 },
             },
             "responses": {
+                "200": _json(
+                    _JOIN_REPORT,
+                    "Joined: at least one seed answered (`answered`); `failed` says why each "
+                    "other did not, `skipped` which were not contacted and why",
+                ),
                 "202": _json(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "contacted": {"type": "array", "items": {"type": "string"}},
-                            "skipped": {"type": "array", "items": {"type": "string"}},
-                        },
-                    },
-                    "Join started; `skipped` says which seeds were not contacted and why",
+                    _JOIN_REPORT,
+                    "No seed answered; the node goes on asking the `contacted` ones, with backoff",
                 ),
                 "409": _error("Gossip is off on this node"),
                 **_BAD_BODY,
@@ -667,6 +724,36 @@ PATHS: Json = {
     },
 }
 
+_SCOPES = (
+    "An API token (http.tokens, name:scope:secret) as Authorization: Bearer <secret>, "
+    "needed on every route but /health and /health/ready once the node has tokens. "
+    "Scopes nest: read (every GET), write (agents, their state, conversations, "
+    "correlations; includes read), admin (/cluster/join, /cluster/leave, /keyring; "
+    "includes write)."
+)
+_FRONT_DOOR: Json = {
+    "421": _error("The Host header names neither localhost, an IP address nor an allowed host"),
+}
+_GUARDED: Json = {
+    "401": _error("No token, or not one of the node's"),
+    "403": _error("The token's scope is too small for this route"),
+}
+
+
+def _guarded(paths: Json) -> Json:
+    """Every operation may meet the front door (``http/guard.py``): the Host check, the
+    token check unless the operation needs no security, and for a POST the forgery check."""
+    for operations in paths.values():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            extra = _FRONT_DOOR if operation.get("security") == [] else _FRONT_DOOR | _GUARDED
+            if method == "post":  # what an HTML form could send is refused
+                extra = {"415": _error("A POST that is not Content-Type: application/json")} | extra
+            operation["responses"] = {**extra, **operation["responses"]}
+    return paths
+
+
 DOCUMENT: Json = {
     "openapi": "3.1.0",
     "info": {
@@ -675,8 +762,12 @@ DOCUMENT: Json = {
         "description": "Health, agent registry, conversations and message correlation "
         "of one caxton-actors node. Errors are JSON objects with a title and a description.",
     },
-    "paths": PATHS,
-    "components": {"schemas": SCHEMAS},
+    "paths": _guarded(PATHS),
+    "security": [{"bearer": []}],
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": _SCOPES}},
+    },
 }
 
 

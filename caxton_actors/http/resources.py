@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,22 +19,26 @@ from typing import Any, TypeVar
 
 import falcon
 import gevent
+import gevent.lock
 import gevent.queue
+import gevent.select
 import pykka
 
-from caxton_actors.actors.detector import DetectorActor, HealthScore
+from caxton_actors.actors.detector import HealthScore
+from caxton_actors.actors.http import CLIENT_SOCKET
 from caxton_actors.actors.keys import ChangeKeys, KeyringReport
 from caxton_actors.actors.membership import (
     GossipStatus,
+    JoinSeeds,
     ListMembers,
     MemberEvent,
-    MembershipActor,
     MemberView,
+    SeedWaits,
     Subscribe,
     Unsubscribe,
 )
 from caxton_actors.actors.registry import (
-    CheckDatabase,
+    CheckWritable,
     CountAgents,
     CreateConversation,
     CreateCorrelation,
@@ -45,20 +50,21 @@ from caxton_actors.actors.registry import (
     GetStateTool,
     ListAgents,
     PutAgent,
-    RegistryActor,
     RegistryDigest,
     RegistryFull,
     TouchConversation,
 )
 from caxton_actors.config import GOSSIP_PORT, ConfigError, parse_address, parse_duration
-from caxton_actors.engine.messages import JoinCluster, LeaveCluster
+from caxton_actors.engine.messages import LeaveCluster
 from caxton_actors.http import media
+from caxton_actors.http.access import Scope
 from caxton_actors.http.media import read_json_object
 from caxton_actors.registry.replica import LIMITS
 from caxton_actors.registry.store import Agent, Conversation, Correlation
-from caxton_actors.runtime.actor import GeventActor, Ping, Request, ask
+from caxton_actors.runtime.actor import Mailbox, Ping, Request, ask
 from caxton_actors.state.contract import MAX_VALUE_BYTES, StateError
 from caxton_actors.state.service import StateService
+from caxton_actors.state.specs import SpecError
 from caxton_actors.swim.messages import HTTP_META_KEY
 from caxton_actors.wire.keyring import (
     KeyOp,
@@ -87,13 +93,15 @@ R = TypeVar("R")
 class Actors:
     """What the resources may ask, and how long they wait for an answer.
 
-    ``membership`` and ``detector`` are None on a node without gossip.
+    ``membership`` and ``detector`` are None on a node without gossip. In a node each
+    is a supervisor's slot (``runtime/supervisor.py``): always the actor's latest
+    incarnation, and dead between a crash and its restart.
     """
 
-    registry: pykka.ActorRef[RegistryActor]
-    membership: pykka.ActorRef[MembershipActor] | None
-    detector: pykka.ActorRef[DetectorActor] | None
-    all: tuple[tuple[str, pykka.ActorRef[GeventActor]], ...]
+    registry: Mailbox
+    membership: Mailbox | None
+    detector: Mailbox | None
+    all: tuple[tuple[str, Mailbox], ...]
     timeout: float
     state: StateService
 
@@ -113,13 +121,13 @@ def _answering(name: str, timeout: float) -> Iterator[None]:
         raise ActorUnavailable(f"the {name} actor is not running") from None
 
 
-def _ask(ref: pykka.ActorRef[Any], request: Request[R], name: str, timeout: float) -> R:
+def _ask(ref: Mailbox, request: Request[R], name: str, timeout: float) -> R:
     """The typed :func:`ask`; ``name`` is how a 503 calls the actor."""
     with _answering(name, timeout):
         return ask(ref, request, timeout)
 
 
-def _command(ref: pykka.ActorRef[Any], message: object, name: str, timeout: float) -> None:
+def _command(ref: Mailbox, message: object, name: str, timeout: float) -> None:
     """Wait until the actor has handled ``message``, a command whose answer carries nothing."""
     with _answering(name, timeout):
         ref.ask(message, block=False).get(timeout=timeout)
@@ -174,9 +182,15 @@ def _not_found(kind: str, key: str) -> falcon.HTTPNotFound:
 
 
 class Resource:
-    """Base: every resource names itself for metrics and can ask actors."""
+    """Base: every resource names itself for metrics and can ask actors.
+
+    ``read_scope`` and ``change_scope`` are the token scopes its reads and its changes
+    need (``http/guard.py``); None: no token at all.
+    """
 
     name = "resource"
+    read_scope: Scope | None = Scope.READ
+    change_scope: Scope | None = Scope.WRITE
 
     def __init__(self, actors: Actors) -> None:
         self.actors = actors
@@ -187,38 +201,59 @@ class Resource:
 
 class Health(Resource):
     name = "health"
+    read_scope = None  # a probe carries no credentials
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok"}
+        """Liveness: every actor running. One that crashed is dead until its supervisor
+        has restarted it; if it never is, the node stops on its own."""
+        failed = [
+            f"the {name} actor is not running"
+            for name, ref in self.actors.all
+            if not ref.is_alive()
+        ]
+        resp.status = falcon.HTTP_503 if failed else falcon.HTTP_200
+        resp.media = {"status": "unavailable", "failed": failed} if failed else {"status": "ok"}
 
     on_head = on_get
 
 
 class Ready(Resource):
     name = "health_ready"
+    read_scope = None
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Every actor answers, and the database takes a write (read-only, full or
+        locked, it says which): what a client's request needs."""
         timeout = self.actors.timeout
         asks = [(name, ref.ask(Ping(), block=False)) for name, ref in self.actors.all]
-        database = self.actors.registry.ask(CheckDatabase(), block=False)
-        failed = [
-            f"the {name} actor did not answer within {timeout:g}s"
-            for name, answer in asks
-            if not _answered(answer, timeout)
-        ]
-        if not _answered(database, timeout):
-            failed.append(f"the database did not answer within {timeout:g}s")
+        database = self.actors.registry.ask(CheckWritable(), block=False)
+        failed = [why for name, answer in asks if (why := _unanswered(answer, name, timeout))]
+        why = _unwritable(database, timeout)
+        if why is not None and why not in failed:  # a dead registry is named once
+            failed.append(why)
         resp.status = falcon.HTTP_503 if failed else falcon.HTTP_200
         resp.media = {"status": "unavailable" if failed else "ready", "failed": failed}
 
 
-def _answered(future: pykka.Future[Any], timeout: float) -> bool:
-    """True when ``future`` resolves without error before ``timeout`` (they run together)."""
+def _unanswered(future: pykka.Future[Any], name: str, timeout: float) -> str | None:
+    """Why the ``name`` actor gave ``future`` no answer within ``timeout`` (the futures
+    run together), or None when it did."""
     try:
-        future.get(timeout=timeout)
-    except Exception:  # noqa: BLE001 - a timeout, a dead actor, a database error: not ready
-        return False
-    return True
+        with _answering(name, timeout):
+            future.get(timeout=timeout)
+    except ActorUnavailable as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever it raised, it is not ready
+        return f"the {name} actor failed: {exc}"
+    return None
+
+
+def _unwritable(future: pykka.Future[str | None], timeout: float) -> str | None:
+    why = _unanswered(future, "registry", timeout)
+    if why is not None:
+        return why
+    cannot_write = future.get()
+    return None if cannot_write is None else f"the database cannot write: {cannot_write}"
 
 
 class GossipHealth(Resource):
@@ -227,7 +262,9 @@ class GossipHealth(Resource):
     ``degraded`` when the node sees fewer than half of the members it knows
     (itself included: it is on the minority side of a partition, or alone), or
     its Lifeguard health score is raised (it is itself slow). A node without
-    gossip has no peers and is healthy.
+    gossip has no peers and is healthy. ``skewed_peers`` names the members whose wall
+    clocks are off ours by more than ``engine.skew.SKEW_BOUND``: seconds ahead
+    (negative: behind).
     """
 
     name = "health_gossip"
@@ -241,6 +278,7 @@ class GossipHealth(Resource):
                 "last_sync": None,
                 "agent_count": agents,
                 "encrypted": False,
+                "skewed_peers": {},
                 "status": "healthy",
             }
             return
@@ -252,6 +290,7 @@ class GossipHealth(Resource):
             "last_sync": None if health.last_sync is None else round(health.last_sync * 1000),
             "agent_count": agents,
             "encrypted": health.encrypted,
+            "skewed_peers": health.skewed,
             "health_score": score,
             "status": "degraded" if minority or score > 0 else "healthy",
         }
@@ -298,6 +337,7 @@ class Keyring(Resource):
     """
 
     name = "keyring"
+    read_scope = change_scope = Scope.ADMIN
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         report = self._change(KeyringRequest(KeyOp.LIST, None))
@@ -353,6 +393,7 @@ class Keyring(Resource):
 
 class ClusterJoin(Resource):
     name = "cluster_join"
+    change_scope = Scope.ADMIN
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self.actors.membership is None:
@@ -372,17 +413,33 @@ class ClusterJoin(Resource):
             raise falcon.HTTPBadRequest(description=str(exc)) from None
         me = _ask(self.actors.membership, GossipStatus(), "membership", self.actors.timeout).addr
         found = seeds_resolve(addresses, me)  # DNS here, in this request's greenlet
-        _command(
-            self.actors.membership,
-            JoinCluster(found.addresses),
-            "membership",
-            self.actors.timeout,
+        waits = _ask(
+            self.actors.membership, JoinSeeds(found.addresses), "membership", self.actors.timeout
         )
-        resp.status = falcon.HTTP_202
+        answered, failed = _seeds_heard(waits)
+        # 202: no seed answered (yet); the node goes on asking the contacted ones, with backoff.
+        resp.status = falcon.HTTP_200 if answered else falcon.HTTP_202
         resp.media = {
-            "contacted": [f"{host}:{port}" for host, port in found.addresses],
+            "answered": answered,
+            "failed": failed,
+            "contacted": [str(addr) for addr in found.addresses],
             "skipped": list(found.skipped),
         }
+
+
+def _seeds_heard(waits: SeedWaits) -> tuple[list[str], dict[str, str]]:
+    """The seeds that answered a join, and why each other one did not."""
+    # Each exchange ends within STREAM_TIMEOUT, answered or not: wait that long, no more.
+    gevent.wait([wait for _, wait in waits], timeout=STREAM_TIMEOUT + 1.0)
+    answered: list[str] = []
+    failed: dict[str, str] = {}
+    for addr, wait in waits:
+        failure = wait.get() if wait.ready() else f"no answer within {STREAM_TIMEOUT:g}s"
+        if failure:
+            failed[str(addr)] = failure
+        else:
+            answered.append(str(addr))
+    return answered, failed
 
 
 def _str(value: object, field: str) -> str:
@@ -393,6 +450,7 @@ def _str(value: object, field: str) -> str:
 
 class ClusterLeave(Resource):
     name = "cluster_leave"
+    change_scope = Scope.ADMIN
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self.actors.membership is None:
@@ -447,8 +505,9 @@ class AgentItem(Resource):
         if body.get("state_tool") is not None:
             try:
                 binding = self.actors.state.binding(body["state_tool"])
-            except StateError as exc:
-                raise falcon.HTTPBadRequest(description=f"state_tool: {exc}") from None
+            except StateError as exc:  # a SpecError names the key: state_tool.config.url
+                at = exc.at("state_tool") if isinstance(exc, SpecError) else "state_tool"
+                raise falcon.HTTPBadRequest(description=f"{at}: {exc}") from None
         written = self.registry(PutAgent(agent_id, capabilities, binding))
         if isinstance(written, RegistryFull):
             raise falcon.HTTPConflict(
@@ -465,9 +524,14 @@ class AgentItem(Resource):
                 raise _not_found("agent", agent_id)
             raise falcon.HTTPConflict(
                 description=f"agent {agent_id!r} is registered on node {elsewhere.node_id!r}, "
-                f"not here; delete it there ({elsewhere.route})"
+                f"not here; delete it there ({_there(elsewhere)})"
             )
         resp.status = falcon.HTTP_204
+
+
+def _there(agent: Agent) -> str:
+    """The owner's address, or why there is none (never an address shown as None)."""
+    return agent.route or "not reachable now: no route to its node"
 
 
 class AgentRoute(Resource):
@@ -500,7 +564,7 @@ class _StateResource(Resource):
                 raise _not_found("agent", agent_id)
             raise falcon.HTTPConflict(
                 description=f"agent {agent_id!r} is registered on node {elsewhere.node_id!r}; "
-                f"its state is served there ({elsewhere.route})"
+                f"its state is served there ({_there(elsewhere)})"
             )
         if binding.tool is None:
             raise falcon.HTTPConflict(
@@ -647,9 +711,15 @@ class CorrelationItem(Resource):
         resp.status = falcon.HTTP_204
 
 
-# Seconds between keep-alive comments on an idle event stream; a write to a
-# client that went away fails, and the stream is closed.
+# Seconds between keep-alive comments on an idle event stream, for proxies that
+# close a silent connection.
 EVENTS_HEARTBEAT = 15.0
+# Seconds between two looks at whether an event stream's client has gone: its slot
+# is free again within this time.
+EVENTS_GONE_CHECK = 0.5
+# Event streams open at once: each holds a connection for as long as its client
+# listens, and the rest of the API needs connections too.
+MAX_SUBSCRIBERS = 64
 
 
 class Events(Resource):
@@ -657,29 +727,71 @@ class Events(Resource):
 
     name = "events"
 
+    def __init__(self, actors: Actors) -> None:
+        super().__init__(actors)
+        self._slots = gevent.lock.BoundedSemaphore(MAX_SUBSCRIBERS)
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         membership = self.actors.membership
         if membership is None:
             raise _gossip_off()
-        queue: gevent.queue.Queue[MemberEvent] = gevent.queue.Queue()
-        _command(membership, Subscribe(queue), "membership", self.actors.timeout)
+        if not self._slots.acquire(blocking=False):
+            raise falcon.HTTPServiceUnavailable(
+                description=f"{MAX_SUBSCRIBERS} event streams are open, the most this node "
+                "serves; try again later",
+                retry_after=int(EVENTS_HEARTBEAT),
+            )
+        try:
+            queue: gevent.queue.Queue[MemberEvent | None] = gevent.queue.Queue()
+            _command(membership, Subscribe(queue), "membership", self.actors.timeout)
+        except BaseException:
+            self._slots.release()
+            raise
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
-        resp.stream = _event_stream(membership, queue)
+        stream = _event_stream(queue, req.env.get(CLIENT_SOCKET))
+        resp.stream = _closing(stream, membership, queue, self._slots)
+
+
+def _closing(
+    stream: Iterator[bytes],
+    membership: Mailbox,
+    queue: gevent.queue.Queue[MemberEvent | None],
+    slots: gevent.lock.BoundedSemaphore,
+) -> Iterator[bytes]:
+    """``stream``, then, however it ends, the subscription and the slot given back."""
+    try:
+        yield from stream
+    finally:
+        with contextlib.suppress(pykka.ActorDeadError):  # restarting: it has forgotten us
+            membership.tell(Unsubscribe(queue))
+        slots.release()
 
 
 def _event_stream(
-    membership: pykka.ActorRef[MembershipActor], queue: gevent.queue.Queue[MemberEvent]
+    queue: gevent.queue.Queue[MemberEvent | None], client: socket.socket | None
 ) -> Iterator[bytes]:
-    try:
-        yield b": member events\n\n"
-        while True:
-            try:
-                event = queue.get(timeout=EVENTS_HEARTBEAT)
-            except gevent.queue.Empty:
+    """Until the client goes, or the membership actor stops (None): a restarted one
+    knows no subscriber, so the client reconnects."""
+    yield b": member events\n\n"
+    quiet = 0.0
+    while client is None or not _gone(client):
+        try:
+            event = queue.get(timeout=EVENTS_GONE_CHECK)
+        except gevent.queue.Empty:
+            quiet += EVENTS_GONE_CHECK
+            if quiet >= EVENTS_HEARTBEAT:
+                quiet = 0.0
                 yield b": keep-alive\n\n"
-                continue
-            data = media.dumps({"event": event.kind, **_member(event.member)})
-            yield f"event: {event.kind}\ndata: {data}\n\n".encode()
-    finally:
-        membership.tell(Unsubscribe(queue))
+            continue
+        if event is None:
+            return
+        data = media.dumps({"event": event.kind, **_member(event.member)})
+        yield f"event: {event.kind}\ndata: {data}\n\n".encode()
+
+
+def _gone(client: socket.socket) -> bool:
+    """An event stream's client sends nothing after its request: a socket that turns
+    readable has been closed (or is misused); either way the stream ends."""
+    readable, _, _ = gevent.select.select([client], [], [], 0)
+    return bool(readable)

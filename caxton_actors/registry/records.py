@@ -22,7 +22,8 @@ class AgentRecord:
     version: int
     capabilities: tuple[str, ...]
     changed_at: int
-    """Unix epoch milliseconds, set by the owner: when it registered or removed the agent."""
+    """Unix epoch milliseconds, set by the owner: when it registered or removed the agent.
+    Shown, never compared: between owners the version decides (``replica.py``)."""
     deleted: bool = False
     """A tombstone: the owner removed the agent."""
 

@@ -1,20 +1,41 @@
 """The cluster-wide agent registry as one node holds it: pure, no I/O, no clock reads.
 
+Two times come in, each where it belongs: ``now``, monotonic seconds, measures every
+expiry (pulls in flight, down owners, tombstones), so a wall clock that jumps expires
+nothing; ``wall``, Unix seconds, only numbers this node's changes and bounds what
+peers may claim, as versions and change times are owners' wall clocks on the wire.
+
 Every owner's records are kept apart, keyed by (owner, agent id), so merging
 needs no rule between owners: for one owner, the higher version wins; a
-removal is a tombstone with a version of its own, kept ``ttl`` seconds. A node
-knows an owner up to its ``head``: every change up to that version. It learns
-more only from a peer whose head is higher, which sends everything past the
-asker's head, so after the merge the asker's head is the peer's.
+removal is a tombstone with a version of its own, kept ``ttl`` seconds after this
+node learned of it. A node knows an owner up to its ``head``: every change up to
+that version. It learns more only from a peer whose head is higher, which sends
+everything past the asker's head, so after the merge the asker's head is the peer's.
 
-An owner numbers its changes by its clock in milliseconds (or the last plus
+An owner numbers its changes by its wall clock in milliseconds (or the last plus
 one), so a node restarted, even on an empty disk, numbers them past anything
 its peers still hold of its past; a restart sets the owner's floor to its start
 time, so each peer gets the owner's live set once and drops the rest of that past.
 
 Reads pick, for each agent id, the newest claim among its owners (an agent
-re-registered on another node has moved). An owner that membership reports
-dead or left makes its agents ``unreachable``; after ``ttl`` they are dropped.
+re-registered on another node has moved): the highest version. A claim is
+numbered above every claim on the same agent that its node already holds (a
+Lamport clock per agent id, over the wall clock), so a claim made after seeing
+another is newer than it whatever the two clocks say: a node whose clock runs
+fast cannot keep an agent that moved after it registered it. Only claims made
+without knowledge of each other (within the seconds a change takes to spread, or
+across a partition) are ordered by the owners' clocks, and a clock ahead by more
+than ``MAX_CLOCK_SKEW`` is refused outright. Per agent, not per node: a node-wide
+logical clock would push every node's versions ahead of its wall clock as soon as
+the cluster together made more than 1,000 changes a second, until peers refused
+them as from the future; here a node's versions run ahead of its wall clock only by
+its own changes past 1,000 a second (as they always did) and by the moves it makes.
+
+An owner is live only while membership reports it up (alive or suspect), and this
+node always is. Any other owner whose records it holds (loaded from its file at
+start, or reported dead or left, or never reported at all) is down since the replica
+learned so: its agents are ``unreachable``, as are those of an owner with no HTTP
+route to show, and an owner down for ``ttl`` is dropped with its agents.
 
 What peers say is bounded: only owners that membership knows are heard or merged,
 no version or change time may be ahead of this node's clock by more than
@@ -99,13 +120,16 @@ class Replica:
         """Live agent ids, sorted, for paging."""
         self._by_capability: dict[str, list[str]] = {}
         """Sorted agent ids whose newest claim has the capability."""
+        self._up: set[str] = {name}
+        """Owners membership reports alive or suspect, and this node."""
         self._down: dict[str, float] = {}
-        """Owners that membership reports dead or left, and since when."""
+        """Every other owner held or reported, and since when (monotonic) it is not up."""
         self.routes: dict[str, str] = {}
         """Owner to HTTP address, from membership metadata."""
         self._content = 0  # XOR of every live record's hash: order-free, updated per change
-        self._tombstones: list[tuple[int, str, str, int]] = []
-        """Heap of (changed_at, owner, agent id, version): the oldest expires first."""
+        self._tombstones: list[tuple[float, str, str, int]] = []
+        """Heap of (when this node took it, monotonic; owner, agent id, version): the
+        oldest expires first."""
         self._heard: dict[str, tuple[int, Address]] = {}
         """Owners some peer knows further than we do: its head, and the peer."""
         self._pulling: dict[str, float] = {}
@@ -118,26 +142,37 @@ class Replica:
 
     # This node's own agents.
 
-    def register(self, agent_id: str, capabilities: tuple[str, ...], now: float) -> AgentRecord:
+    def register(
+        self, agent_id: str, capabilities: tuple[str, ...], now: float, wall: float
+    ) -> AgentRecord:
         mine = self._owners[self.name]
-        mine.head = max(mine.head + 1, int(now * 1000))
-        record = AgentRecord(self.name, agent_id, mine.head, capabilities, int(now * 1000))
-        self._put(mine, record)
+        mine.head = self._next_version(agent_id, wall)
+        record = AgentRecord(self.name, agent_id, mine.head, capabilities, int(wall * 1000))
+        self._put(mine, record, now)
         self._news[self.name] = None
         return record
 
-    def deregister(self, agent_id: str, now: float) -> AgentRecord | None:
+    def deregister(self, agent_id: str, now: float, wall: float) -> AgentRecord | None:
         mine = self._owners[self.name]
         held = mine.records.get(agent_id)
         if held is None or held.deleted:
             return None
-        mine.head = max(mine.head + 1, int(now * 1000))
-        tombstone = AgentRecord(self.name, agent_id, mine.head, (), int(now * 1000), True)
-        self._put(mine, tombstone)
+        mine.head = self._next_version(agent_id, wall)
+        tombstone = AgentRecord(self.name, agent_id, mine.head, (), int(wall * 1000), True)
+        self._put(mine, tombstone, now)
         self._news[self.name] = None
         return tombstone
 
-    def restart(self, own: Iterable[tuple[str, tuple[str, ...]]], now: float) -> None:
+    def _next_version(self, agent_id: str, wall: float) -> int:
+        """Past this node's head and its wall clock, and past every claim on the agent
+        held here: whoever has seen a claim outranks it (see above)."""
+        version = max(self._owners[self.name].head + 1, int(wall * 1000))
+        claims = self._claims.get(agent_id)
+        if claims:
+            version = max(version, 1 + max(r.version for r in claims.values()))
+        return version
+
+    def restart(self, own: Iterable[tuple[str, tuple[str, ...]]], now: float, wall: float) -> None:
         """Start this node's life: its agents as its file kept them, announced afresh.
 
         The floor covers everything before now, so each peer gets this node's whole
@@ -145,9 +180,9 @@ class Replica:
         with no agents has no head to spread, until a peer tells it of its past.
         """
         mine = self._owners[self.name]
-        mine.floor = max(mine.head, int(now * 1000))
+        mine.floor = max(mine.head, int(wall * 1000))
         for agent_id, capabilities in own:
-            self.register(agent_id, capabilities, now)
+            self.register(agent_id, capabilities, now, wall)
 
     def own_count(self) -> int:
         return self._owners[self.name].live
@@ -181,10 +216,10 @@ class Replica:
         known = self._owners.get(owner)
         return 0 if known is None else known.head
 
-    def hear(self, heads: Iterable[Head], source: Address, now: float) -> Counter[str]:
+    def hear(self, heads: Iterable[Head], source: Address, wall: float) -> Counter[str]:
         """``source`` knows these heads: where to pull from when ours are behind. Returns
         the heads refused, by reason."""
-        ceiling = _ceiling(now)
+        ceiling = _ceiling(wall)
         refused: Counter[str] = Counter()
         for head in heads:
             if head.name not in self._members:
@@ -244,14 +279,14 @@ class Replica:
                 live.append((theirs.name, ids))
         return AgentUpdate(tuple(records), tuple(heads), tuple(live))
 
-    def merge(self, update: AgentUpdate, now: float) -> Merged:
+    def merge(self, update: AgentUpdate, now: float, wall: float) -> Merged:
         """Take a peer's answer: its records, then its heads, which are now ours."""
         dropped: Counter[str] = Counter()
         if _oversized(update):
             return Merged(dropped=Counter(oversized_answer=1))
         stored: list[AgentRecord] = []
         forgotten: list[tuple[str, str]] = []
-        ceiling = _ceiling(now)
+        ceiling = _ceiling(wall)
         # An answer no newer than what we know (a late reply to a repeated pull) brings
         # nothing, and its list of live agents would take us back: skip its owners.
         heads = {}
@@ -272,7 +307,7 @@ class Replica:
             owner = self._owners.setdefault(record.owner, _Owner())
             held = owner.records.get(record.agent_id)
             if held is None or record.version > held.version:
-                self._put(owner, record)
+                self._put(owner, record, now)
                 stored.append(record)
         for name, ids in update.live:
             replaced = self._owners.get(name)
@@ -336,12 +371,14 @@ class Replica:
         if route:
             self.routes[name] = route
         if up:
+            self._up.add(name)
             self._down.pop(name, None)
         elif name != self.name:
+            self._up.discard(name)
             self._down.setdefault(name, now)
 
     def expire(self, now: float) -> Merged:
-        """Drop owners down for ``ttl``, and tombstones older than ``ttl``."""
+        """Drop owners down for ``ttl``, and tombstones taken more than ``ttl`` ago."""
         forgotten: list[tuple[str, str]] = []
         gone = []
         for name in [n for n, since in self._down.items() if since + self.ttl <= now]:
@@ -353,7 +390,7 @@ class Replica:
                 for record in list(owner.records.values()):
                     self._forget(owner, record)
                 gone.append(name)
-        cutoff = int((now - self.ttl) * 1000)
+        cutoff = now - self.ttl
         while self._tombstones and self._tombstones[0][0] <= cutoff:
             _, name, agent_id, version = heapq.heappop(self._tombstones)
             owner = self._owners.get(name)
@@ -364,13 +401,22 @@ class Replica:
                 forgotten.append((name, agent_id))
         return Merged(forgotten=tuple(forgotten), gone=tuple(gone))
 
-    def load(self, records: Iterable[AgentRecord], heads: Iterable[tuple[Head, int]]) -> None:
-        """What the node's file held: its records and, per owner, head and floor."""
+    def load(
+        self, records: Iterable[AgentRecord], heads: Iterable[tuple[Head, int]], now: float
+    ) -> None:
+        """What the node's file held: its records and, per owner, head and floor.
+
+        No owner in it is known to be up: each is down from now on, until membership
+        says otherwise (see above), and its tombstones are kept ``ttl`` from now.
+        """
         for head, floor in heads:
             owner = self._owners.setdefault(head.name, _Owner())
             owner.head, owner.floor = head.version, floor
         for record in records:
-            self._put(self._owners.setdefault(record.owner, _Owner()), record)
+            self._put(self._owners.setdefault(record.owner, _Owner()), record, now)
+        for name in self._owners:
+            if name not in self._up:
+                self._down.setdefault(name, now)
 
     # Reads.
 
@@ -383,7 +429,11 @@ class Replica:
         return None if record is None or record.deleted else record
 
     def status(self, record: AgentRecord) -> str:
-        return UNREACHABLE if record.owner in self._down else ACTIVE
+        return ACTIVE if self._reachable(record.owner) else UNREACHABLE
+
+    def _reachable(self, owner: str) -> bool:
+        """Up, and with an HTTP route to give: never ``active`` without a way there."""
+        return owner in self._up and owner in self.routes
 
     def page(
         self, capability: str | None, after: str | None, limit: int, local: bool
@@ -409,7 +459,7 @@ class Replica:
         return len(self._ids)
 
     def unreachable_count(self) -> int:
-        return sum(self._owners[name].live for name in self._down if name in self._owners)
+        return sum(o.live for name, o in self._owners.items() if not self._reachable(name))
 
     def digest(self) -> str:
         """Equal on two nodes that hold the same live records."""
@@ -417,14 +467,14 @@ class Replica:
 
     # Index upkeep.
 
-    def _put(self, owner: _Owner, record: AgentRecord) -> None:
+    def _put(self, owner: _Owner, record: AgentRecord, now: float) -> None:
         held = owner.records.get(record.agent_id)
         if held is not None:
             self._forget(owner, held)
         owner.records[record.agent_id] = record
         bisect.insort(owner.versions, (record.version, record.agent_id))
         if record.deleted:
-            entry = (record.changed_at, record.owner, record.agent_id, record.version)
+            entry = (now, record.owner, record.agent_id, record.version)
             heapq.heappush(self._tombstones, entry)
             return
         owner.live += 1
@@ -467,9 +517,9 @@ class Replica:
             bisect.insort(self._by_capability.setdefault(capability, []), agent_id)
 
 
-def _ceiling(now: float) -> int:
-    """The highest version or change time (in ms) believed of any owner at ``now``."""
-    return int((now + MAX_CLOCK_SKEW) * 1000)
+def _ceiling(wall: float) -> int:
+    """The highest version or change time (in ms) believed of any owner at ``wall``."""
+    return int((wall + MAX_CLOCK_SKEW) * 1000)
 
 
 def _oversized(update: AgentUpdate) -> bool:
@@ -479,4 +529,5 @@ def _oversized(update: AgentUpdate) -> bool:
 
 
 def _newest(claims: dict[str, AgentRecord]) -> AgentRecord:
-    return max(claims.values(), key=lambda r: (r.changed_at, r.owner))
+    """The highest version: causally last (see above); the owner's name breaks a tie."""
+    return max(claims.values(), key=lambda r: (r.version, r.owner))

@@ -15,6 +15,7 @@ the actor answers none of them before that commit returns.
 from __future__ import annotations
 
 import fcntl
+import heapq
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sqlalchemy.dialects import sqlite
 
 from caxton_actors.registry.records import AgentRecord, Head
 from caxton_actors.registry.schema import (
+    SchemaError,
     agent_capabilities,
     agent_state_tools,
     agents,
@@ -40,6 +42,9 @@ from caxton_actors.registry.schema import (
 # Milliseconds SQLite waits on a lock held by another process (a backup, the sqlite3 shell):
 # well under the HTTP facade's ask timeout, so a lock is reported as one, not as silence.
 BUSY_TIMEOUT_MS = 1000
+# The file header's application id (``CXTN``): marks the file as a Caxton node's, and is
+# what the write probe rewrites (``Tx.probe_write``).
+APPLICATION_ID = 0x4358544E
 
 
 class StoreUnavailable(Exception):
@@ -140,17 +145,78 @@ _FORGET_ENTRY = sa.delete(registry_entries).where(
 )
 
 
+# Correlation ids one DELETE names: well under SQLite's limit on bound parameters.
+_REAP_CHUNK = 500
+
+
+class Deadlines:
+    """When each live correlation expires, in monotonic seconds: a wall clock that jumps
+    expires none (the file keeps wall times, for display and for a restart)."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+        """(deadline, id), the soonest first; an entry whose id moved on is skipped."""
+
+    def get(self, correlation_id: str) -> float | None:
+        return self._at.get(correlation_id)
+
+    def due(self, now: float) -> list[str]:
+        """Ids whose deadline has come (they stay until :meth:`apply` drops them).
+
+        Walks the heap's tree only below entries that are due: O(those), not O(all).
+        """
+        heap, due = self._heap, []
+        stack = [0] if heap else []
+        while stack:
+            i = stack.pop()
+            at, correlation_id = heap[i]
+            if at > now:
+                continue
+            if self._at.get(correlation_id) == at:
+                due.append(correlation_id)
+            stack += [child for child in (2 * i + 1, 2 * i + 2) if child < len(heap)]
+        return due
+
+    def apply(self, changes: dict[str, float | None]) -> None:
+        """A committed batch's changes: a new deadline, or None when the row is gone."""
+        for correlation_id, at in changes.items():
+            if at is None:
+                self._at.pop(correlation_id, None)
+            else:
+                self._at[correlation_id] = at
+                heapq.heappush(self._heap, (at, correlation_id))
+        while self._heap and self._at.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # dropped or moved on
+        if len(self._heap) > 2 * len(self._at) + 64:  # ids deleted before their time
+            self._heap = [(at, correlation_id) for correlation_id, at in self._at.items()]
+            heapq.heapify(self._heap)
+
+
 class Tx:
     """The operations one request may run inside a batch's transaction.
 
-    ``now`` is the batch's clock reading, so every request in a batch sees one
-    time.
+    ``now`` is the batch's wall clock (Unix ms), for what is stored and shown;
+    ``monotonic`` its monotonic clock (seconds), for what expires: every request in a
+    batch sees one time. Correlation deadlines change in memory only once the batch
+    commits.
     """
 
-    def __init__(self, conn: sa.Connection, now: int, node_id: str) -> None:
+    def __init__(
+        self,
+        conn: sa.Connection,
+        now: int,
+        node_id: str,
+        monotonic: float,
+        deadlines: Deadlines,
+    ) -> None:
         self.conn = conn
         self.now = now
         self.node_id = node_id
+        self.monotonic = monotonic
+        self.deadlines = deadlines
+        self.changed: dict[str, float | None] = {}
+        """Correlation deadlines this batch set (None: the row is gone)."""
 
     # agents
 
@@ -281,13 +347,22 @@ class Tx:
 
     # correlations (pending_messages)
 
+    def _live(self, correlation_id: str) -> bool:
+        """Whether the correlation is there and its monotonic deadline has not come."""
+        if correlation_id in self.changed:
+            at = self.changed[correlation_id]
+        else:
+            at = self.deadlines.get(correlation_id)
+        return at is not None and at > self.monotonic
+
     def create_correlation(
         self, correlation_id: str, sender_id: str, ttl_ms: int
     ) -> Correlation | None:
         """The new correlation, or None when a live one has the id."""
-        if self.get_correlation(correlation_id) is not None:
+        if self._live(correlation_id):
             return None
         record = Correlation(correlation_id, sender_id, self.now, self.now + ttl_ms)
+        self.changed[correlation_id] = self.monotonic + ttl_ms / 1000
         self.conn.execute(
             sa.insert(pending_messages)
             .prefix_with("OR REPLACE")  # an expired one the reaper has not swept yet
@@ -302,31 +377,55 @@ class Tx:
 
     def get_correlation(self, correlation_id: str) -> Correlation | None:
         """The live correlation; an expired one is gone even before the reaper runs."""
+        if not self._live(correlation_id):
+            return None
         row = self.conn.execute(
-            sa.select(pending_messages).where(
-                pending_messages.c.correlation_id == correlation_id,
-                pending_messages.c.expires_at > self.now,
-            )
+            sa.select(pending_messages).where(pending_messages.c.correlation_id == correlation_id)
         ).first()
         return None if row is None else _correlation(row)
 
     def delete_correlation(self, correlation_id: str) -> bool:
+        if not self._live(correlation_id):
+            return False
         deleted = self.conn.execute(
-            sa.delete(pending_messages).where(
-                pending_messages.c.correlation_id == correlation_id,
-                pending_messages.c.expires_at > self.now,
-            )
+            sa.delete(pending_messages).where(pending_messages.c.correlation_id == correlation_id)
         )
+        self.changed[correlation_id] = None
         return deleted.rowcount > 0
 
     def reap_correlations(self) -> int:
-        deleted = self.conn.execute(
-            sa.delete(pending_messages).where(pending_messages.c.expires_at <= self.now)
-        )
-        return deleted.rowcount
+        """Delete the correlations whose monotonic deadline has come."""
+        due = [i for i in self.deadlines.due(self.monotonic) if i not in self.changed]
+        due += [i for i, at in self.changed.items() if at is not None and at <= self.monotonic]
+        reaped = 0
+        for start in range(0, len(due), _REAP_CHUNK):
+            chunk = due[start : start + _REAP_CHUNK]
+            where = pending_messages.c.correlation_id.in_(chunk)
+            reaped += self.conn.execute(sa.delete(pending_messages).where(where)).rowcount
+        self.changed.update(dict.fromkeys(due))
+        return reaped
+
+    def load_correlations(self) -> int:
+        """Take the file's correlations at start: each gets the time it had left on the wall
+        clock (the node's down time passes on no other), never more than its whole ttl, so
+        a wall clock set back while the node was down cannot stretch one."""
+        rows = self.conn.execute(sa.select(pending_messages)).all()
+        for row in rows:
+            ttl = max(0, row.expires_at - row.created_at)
+            left = min(max(0, row.expires_at - self.now), ttl)
+            self.changed[row.correlation_id] = self.monotonic + left / 1000
+        return len(rows)
 
     def check(self) -> bool:
         return bool(self.conn.exec_driver_sql("SELECT 1").scalar_one() == 1)
+
+    def probe_write(self) -> None:
+        """A write that commits and changes nothing: the header's application id, set
+        to Caxton's each time. The transaction's ``BEGIN IMMEDIATE`` fails on a lock held
+        past the busy timeout, this statement on a read-only file, and the commit on a
+        full disk: what a client's write would meet, found first. One page (4 KiB) goes
+        to the WAL; no table grows."""
+        self.conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
 def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -360,7 +459,7 @@ def _lock(path: Path, node_id: str) -> int:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise StoreUnavailable(f"cannot open {lock_path}: {exc.strerror}") from None
+        raise StoreUnavailable(f"cannot open the lock file {lock_path}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -382,29 +481,45 @@ class Store:
         sa.event.listen(self._engine, "connect", _on_connect)
         sa.event.listen(self._engine, "begin", _on_begin)
         self._node_id = node_id
+        self._deadlines = Deadlines()
+        # Each error names the file: it is the one line a person gets at start-up.
         try:
             self._conn = self._engine.connect()
             with self._conn.begin():
                 migrate(self._conn)
+        except SchemaError as exc:
+            self._abandon()
+            raise SchemaError(f"cannot use {path}: {exc}") from exc
         except sa.exc.SQLAlchemyError as exc:
-            os.close(self._lock)
+            self._abandon()
             raise StoreUnavailable(f"cannot open {path}: {_reason(exc)}") from exc
+        except ValueError as exc:  # a stored value the migration could not parse
+            self._abandon()
+            raise StoreUnavailable(f"cannot open {path}: a value is not JSON ({exc})") from exc
 
-    def run_batch(self, requests: Sequence[Callable[[Tx], Any]], now: int) -> list[Any]:
+    def _abandon(self) -> None:
+        self._engine.dispose()
+        os.close(self._lock)
+
+    def run_batch(
+        self, requests: Sequence[Callable[[Tx], Any]], now: int, monotonic: float = 0.0
+    ) -> list[Any]:
         """Run every request in one transaction; return their results.
 
-        A request that raises rolls the whole batch back, so either every
-        write of the batch is committed or none is. A database error is raised
-        as :class:`StoreUnavailable`.
+        ``now`` is the wall clock in Unix ms, ``monotonic`` the monotonic clock in
+        seconds (see :class:`Tx`; only correlations need it). A request that raises
+        rolls the whole batch back, so either every write of the batch is committed or
+        none is. A database error is raised as :class:`StoreUnavailable`.
         """
         try:
             with self._conn.begin():
-                tx = Tx(self._conn, now, self._node_id)
+                tx = Tx(self._conn, now, self._node_id, monotonic, self._deadlines)
                 results = [request(tx) for request in requests]
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
             raise
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(_reason(exc)) from exc
+        self._deadlines.apply(tx.changed)
         return results
 
     def close(self) -> None:

@@ -4,15 +4,18 @@ Pykka 4 keeps its whole runtime behind three hooks: the inbox, the future and
 the loop starter. Filling them with a gevent queue, an ``AsyncResult`` and
 ``gevent.spawn`` runs every actor of a node as a greenlet on one hub, without
 monkey-patching the process. The hooks are private API, so ``pyproject.toml``
-pins pykka's minor version and ``tests/unit/test_runtime.py`` exercises them.
+pins pykka's minor version and ``tests/unit/test_runtime.py`` exercises them. Two
+more private methods are wrapped (``_handle_failure``, ``_actor_loop``) so that a
+supervisor can watch an actor end and learn why (``tests/unit/test_supervisor.py``).
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 
 import gevent
 import gevent.event
@@ -20,12 +23,14 @@ import gevent.queue
 import pykka
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from pykka._actor import ActorInbox
     from pykka._envelope import Envelope
     from pykka._future import GetHookFunc
     from pykka._types import OptExcInfo
 
-__all__ = ["GeventActor", "GeventFuture", "Ping", "Request", "ask"]
+__all__ = ["GeventActor", "GeventFuture", "Mailbox", "Ping", "Request", "ask", "watch"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,7 +87,19 @@ class Request(Generic[R]):
     __slots__ = ()
 
 
-def ask(ref: pykka.ActorRef[Any], request: Request[R], timeout: float) -> R:
+class Mailbox(Protocol):
+    """Where messages for an actor go: a pykka ``ActorRef``, or a supervisor's ``Slot``
+    (``runtime/supervisor.py``), which is always its actor's latest incarnation."""
+
+    def is_alive(self) -> bool: ...
+
+    def tell(self, message: Any) -> None:
+        """Raises ``pykka.ActorDeadError`` when the actor is not running."""
+
+    def ask(self, message: Any, *, block: Literal[False]) -> pykka.Future[Any]: ...
+
+
+def ask(ref: Mailbox, request: Request[R], timeout: float) -> R:
     """Ask ``ref`` and wait up to ``timeout`` seconds, typed by the request.
 
     Raises ``pykka.Timeout`` when no answer comes in time, ``pykka.ActorDeadError``
@@ -97,12 +114,51 @@ class Ping(Request[bool]):
 
 
 class GeventActor(pykka.Actor):
-    """Base of every actor in a node: one greenlet, one gevent queue."""
+    """Base of every actor in a node: one greenlet, one gevent queue.
+
+    Its end can be watched (:func:`watch`): that is how a supervisor learns of a crash.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._exit: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self._crash: BaseException | None = None
+        self._watched = False
+        _LIVE[self.actor_urn] = self
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Ping):
             return True
         return super().on_receive(message)
+
+    def on_failure(self, *_exc_info: object) -> None:
+        """After a crash, release what a stop would (sockets, timers, threads): pykka calls
+        only this, and a restarted successor needs them free."""
+        self.on_stop()
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop on a crash, keeping its cause for the watcher. A watched actor's first crash
+        is not logged here: the watcher logs it with what it does about it, so that one
+        crash is one log record."""
+        first = self._crash is None
+        if first:
+            self._crash = exception_value
+        if first and self._watched:
+            pykka.ActorRegistry.unregister(self.actor_ref)
+            self.actor_stopped.set()
+            return
+        super()._handle_failure(exception_type, exception_value, traceback)
+
+    def _actor_loop(self) -> None:
+        try:
+            super()._actor_loop()
+        finally:
+            self._exit.set(self._crash)
 
     @staticmethod
     def _create_actor_inbox() -> ActorInbox:
@@ -130,3 +186,20 @@ class GeventActor(pykka.Actor):
                 break
             taken.append(inbox.get_nowait())
         return taken
+
+
+_LIVE: weakref.WeakValueDictionary[str, GeventActor] = weakref.WeakValueDictionary()
+"""Every actor not yet collected, by URN: what :func:`watch` finds an actor by, since a
+ref keeps its actor only privately."""
+
+
+def watch(ref: pykka.ActorRef[Any], on_exit: Callable[[BaseException | None], None]) -> None:
+    """Call ``on_exit`` once the actor's greenlet has ended: with what it crashed on, or
+    None when it was stopped. It runs in the hub's loop, so it must not block (put the
+    news on a queue). The actor's crash is then the watcher's to log."""
+    actor = _LIVE.get(ref.actor_urn)
+    if actor is None:  # already ended and collected
+        on_exit(None)
+        return
+    actor._watched = True
+    actor._exit.rawlink(lambda result: on_exit(result.value))

@@ -13,7 +13,10 @@ and this module is its shell, as the actors are a real node's:
   stream timeout;
 - partitions cut both; a paused node's events wait until it resumes; a crashed node is
   gone, but its disk (:class:`~caxton_actors.sim.disk.Disk`) stays for a restart;
-- housekeeping (the registry's expiry) runs every ``REAP_INTERVAL``, as a node's does.
+- housekeeping (the registry's expiry) runs every ``REAP_INTERVAL``, as a node's does;
+- each node reads two clocks, as a node does: virtual time is its monotonic clock, and
+  its wall clock is ``WALL_EPOCH`` plus virtual time plus its own ``clock_offset`` (a
+  node whose clock is wrong).
 
 One seed, one run: everything random draws from RNGs derived from it.
 """
@@ -64,6 +67,8 @@ from caxton_actors.wire import codec
 from caxton_actors.wire.transport import STREAM_TIMEOUT
 
 GOSSIP_PORT = 7946
+WALL_EPOCH = 1_700_000_000.0
+"""A node's wall clock at virtual time 0 (Unix seconds, 2023): versions look as a node's."""
 EPHEMERAL_PORT = 40000
 """The port a stream comes from, as a connection's would: not the sender's gossip port."""
 TICKED = (Stage.MEMBERSHIP, Stage.DETECTION)
@@ -113,6 +118,8 @@ class _Host:
     """Mailbox messages scheduled and not yet taken, by stage."""
     free_at: dict[Stage, float] = field(default_factory=dict)
     """When each stage's last scheduled message is taken: later ones come after it."""
+    clock_offset: float = 0.0
+    """Seconds this node's wall clock is ahead of the others' (negative: behind)."""
 
 
 _Event = tuple[float, int, _Host, Callable[[], None]]
@@ -155,9 +162,15 @@ class Cluster:
     # Building and breaking the cluster.
 
     def start(
-        self, name: str, seeds: Iterable[str] = (), incarnation: int = 0, empty_disk: bool = False
+        self,
+        name: str,
+        seeds: Iterable[str] = (),
+        incarnation: int = 0,
+        empty_disk: bool = False,
+        clock_offset: float = 0.0,
     ) -> None:
-        """Start ``name``, on the disk of its last life unless ``empty_disk``."""
+        """Start ``name``, on the disk of its last life unless ``empty_disk``, with its wall
+        clock ``clock_offset`` seconds ahead of the others'."""
         node_rng = random.Random(self._rng.getrandbits(64))
         route = f"{name}:8080"
         engine = Engine(
@@ -172,8 +185,8 @@ class Cluster:
         disk = Disk() if empty_disk else self._disks.get(name, Disk())
         self._disks[name] = disk
         records, heads = disk.replica()
-        engine.registry.restore(disk.own.items(), records, heads, self.now)
-        host = _Host(name, engine, disk)
+        host = _Host(name, engine, disk, clock_offset=clock_offset)
+        engine.registry.restore(disk.own.items(), records, heads, self.now, self.wall(host))
         self._hosts[name] = host
         self._mail(host, Stage.REGISTRY, MemberState(name, True, route))
         self._mail(host, Stage.MEMBERSHIP, JoinCluster(tuple(addr_of(s) for s in seeds)))
@@ -202,13 +215,13 @@ class Cluster:
         host = self._hosts[name]
         host.disk.own[agent_id] = capabilities
         commit = Committed((Register(agent_id, capabilities),))
-        self._carry(host, host.engine.registry.handle(self.now, commit))
+        self._carry(host, host.engine.registry.handle(self.now, commit, wall=self.wall(host)))
 
     def deregister(self, name: str, agent_id: str) -> None:
         host = self._hosts[name]
         if host.disk.own.pop(agent_id, None) is not None:
             commit = Committed((Deregister(agent_id),))
-            self._carry(host, host.engine.registry.handle(self.now, commit))
+            self._carry(host, host.engine.registry.handle(self.now, commit, wall=self.wall(host)))
 
     def partition(self, *groups: Iterable[str]) -> None:
         self._groups = {name: i for i, group in enumerate(groups) for name in group}
@@ -224,6 +237,10 @@ class Cluster:
 
     def node(self, name: str) -> Engine:
         return self._hosts[name].engine
+
+    def wall(self, host: _Host) -> float:
+        """``host``'s wall clock now."""
+        return WALL_EPOCH + self.now + host.clock_offset
 
     def view(self, name: str) -> dict[str, State]:
         return {r.name: r.state for r in self.node(name).membership.members.records()}
@@ -288,7 +305,8 @@ class Cluster:
 
     def _take(self, host: _Host, stage: Stage, message: StageInput, stream: _Stream | None) -> None:
         host.queued[stage] -= 1
-        self._carry(host, host.engine.handle(stage, self.now, message), stream)
+        outputs = host.engine.handle(stage, self.now, message, wall=self.wall(host))
+        self._carry(host, outputs, stream)
         if stage in TICKED:
             self._schedule_wake(host, stage)
 
@@ -419,14 +437,15 @@ def settled(
         cluster.start(name)  # no seeds: alone, nothing sent, timers armed
     cluster.run_until(timing.gossip_interval)
     everyone = StateSync(tuple(cluster.node(name).membership.members.me for name in names), False)
+    wall = WALL_EPOCH + cluster.now
     for name in names:
         engine = cluster.node(name)
         pending: list[Output] = engine.membership.handle(
-            cluster.now, SyncRequest(Packet(names[0], everyone), addr_of(names[0]))
+            cluster.now, SyncRequest(Packet(names[0], everyone), addr_of(names[0])), wall=wall
         )
         while pending:
             output = pending.pop()
             if isinstance(output, Hop):
-                pending += engine.handle(output.stage, cluster.now, output.message)
+                pending += engine.handle(output.stage, cluster.now, output.message, wall=wall)
         engine.membership.members.settle()
     return cluster

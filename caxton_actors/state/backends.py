@@ -16,6 +16,7 @@ from typing import Any
 
 from caxton_actors.files import write_atomically
 from caxton_actors.state.contract import Backend, StateError
+from caxton_actors.state.specs import check_config
 
 SUFFIX = ".json"
 """A key's file is its last segment plus this, so ``a`` and ``a/b`` can both exist."""
@@ -28,12 +29,6 @@ def _client(module: str, extra: str) -> ModuleType:
         raise StateError(
             "unavailable", f"this state tool needs {module}: pip install 'caxton-actors[{extra}]'"
         ) from None
-
-
-def _settings(config: Mapping[str, Any], kind: str, required: tuple[str, ...]) -> None:
-    missing = [name for name in required if not isinstance(config.get(name), str)]
-    if missing:
-        raise StateError("unavailable", f"a {kind} state tool needs {', '.join(missing)}")
 
 
 class FilesystemBackend:
@@ -236,17 +231,15 @@ BACKEND_TYPES = ("filesystem", "redis", "postgres", "s3")
 
 
 def open_backend(kind: str, config: Mapping[str, Any], timeout: float) -> Backend:
-    """The backend a tool's ``{type, config}`` names; a bad one is a StateError saying why."""
+    """The backend a tool's ``{type, config}`` names; a bad one is a StateError saying why
+    (``specs.TOOL_KEYS`` lists the keys each reads)."""
+    if kind not in BACKEND_TYPES:
+        raise StateError("unavailable", f"unknown state tool type {kind!r}; one of {BACKEND_TYPES}")
+    check_config(kind, config)
     if kind == "filesystem":
-        _settings(config, kind, ("root",))
         return FilesystemBackend(Path(config["root"]))
     if kind == "redis":
-        _settings(config, kind, ("url",))
         return RedisBackend(config["url"], config.get("namespace", "caxton:state:"), timeout)
     if kind == "postgres":
-        _settings(config, kind, ("url",))
         return PostgresBackend(config["url"], config.get("table", "caxton_state"), timeout)
-    if kind == "s3":
-        _settings(config, kind, ("bucket",))
-        return S3Backend(config, timeout)
-    raise StateError("unavailable", f"unknown state tool type {kind!r}; one of {BACKEND_TYPES}")
+    return S3Backend(config, timeout)

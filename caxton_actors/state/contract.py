@@ -8,14 +8,14 @@ A key is segments joined by ``/`` (Caxton's conventions: ``checkpoints/{agent}/l
 letters, digits and ``._:@-``, never ``.`` or ``..``, so a key maps safely to a path.
 
 Backends are blocking and store bytes (a value's JSON text); they run off the gevent
-hub, on a worker thread (see ``state/service.py``).
+hub, on a worker thread (see ``state/service.py``). What a tool's ``{type, config}``
+may say is checked in ``state/specs.py``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import ujson
@@ -31,32 +31,6 @@ TOOL_KINDS = ("bad_key", "bad_value", "unavailable", "backend", "timeout")
 
 Json = Any
 """A value that ``ujson`` round-trips: dict, list, str, int, float, bool or None."""
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    """A state tool as configured: its type and that type's settings."""
-
-    type: str
-    config: str
-    """The settings as canonical JSON text (sorted keys): hashable, and the cache key."""
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        settings: dict[str, Any] = ujson.loads(self.config)
-        return settings
-
-
-def parse_tool_spec(value: object) -> ToolSpec:
-    """``{"type": ..., "config": {...}}``, or a StateError ("bad_value") saying what is wrong."""
-    if not isinstance(value, Mapping) or set(value) - {"type", "config"}:
-        raise StateError("bad_value", 'a state tool is {"type": ..., "config": {...}}')
-    kind, config = value.get("type"), value.get("config", {})
-    if kind not in TOOL_TYPES:
-        raise StateError("bad_value", f"state tool type must be one of {', '.join(TOOL_TYPES)}")
-    if not isinstance(config, Mapping):
-        raise StateError("bad_value", "a state tool's config must be a mapping")
-    return ToolSpec(kind, ujson.dumps(config, sort_keys=True))
 
 
 class StateError(Exception):

@@ -10,11 +10,12 @@ Tools are opened on first use, on a worker thread too (opening one connects), an
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gevent
@@ -22,7 +23,8 @@ import gevent.threadpool
 import ujson
 
 from caxton_actors import metrics
-from caxton_actors.state.contract import StateError, StateTool, Tool, ToolSpec, parse_tool_spec
+from caxton_actors.state.contract import StateError, StateTool, Tool
+from caxton_actors.state.specs import ToolSpec, check_inline, parse_tool_spec, scrub
 
 POOL_THREADS = 32
 # Calls one tool may have on threads at once: a store that hangs holds at most these.
@@ -31,6 +33,36 @@ CALLS_PER_TOOL = 8
 MAX_INLINE_TOOLS = 16
 
 log = logging.getLogger(__name__)
+
+# Failures that are the caller's (a 400), not the store's: not logged.
+CALLER_FAULTS = ("bad_key", "bad_value")
+# Keys of a batch named in a failure's log line; the rest are counted.
+LOGGED_KEYS = 3
+
+
+def _captured(call: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    try:
+        return True, call(*args)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+        return False, exc
+
+
+def _tool_named(binding: str) -> str:
+    """A configured tool's name, or an inline tool's type: never its config (credentials)."""
+    found = ujson.loads(binding)
+    return found if isinstance(found, str) else f"inline {found.get('type')}"
+
+
+def _keys_named(operation: str, args: tuple[Any, ...]) -> str:
+    """What a call was about: ``key 'k'``, ``prefix 'p/'`` or ``keys 'a', 'b' and 3 more``."""
+    if operation == "list":
+        return f"prefix {args[0]!r}" if args and args[0] else "all keys"
+    if operation in ("store_batch", "retrieve_batch"):
+        keys = list(args[0]) if args else []
+        named = ", ".join(repr(k) for k in keys[:LOGGED_KEYS])
+        more = f" and {len(keys) - LOGGED_KEYS} more" if len(keys) > LOGGED_KEYS else ""
+        return f"keys {named}{more}"
+    return f"key {args[0]!r}" if args else "no key"
 
 
 def open_tool(spec: ToolSpec, timeout: float) -> Tool:
@@ -45,13 +77,22 @@ def open_tool(spec: ToolSpec, timeout: float) -> Tool:
     return StateTool(open_backend(spec.type, spec.settings, timeout + 1.0))
 
 
+@functools.lru_cache(maxsize=4096)
+def _checked_inline(binding: str) -> ToolSpec:
+    """An inline binding as the rules take it. Every call checks its binding, on the hub:
+    48 us a postgres spec here, against a dictionary lookup when cached."""
+    spec = parse_tool_spec(ujson.loads(binding))
+    check_inline(spec)
+    return spec
+
+
 class StateService:
     def __init__(
         self,
         named: Mapping[str, ToolSpec],
         timeout: float,
         stats: metrics.Metrics,
-        inline: bool = True,
+        inline: bool = False,
     ) -> None:
         self.named = named
         self.inline = inline
@@ -78,21 +119,53 @@ class StateService:
         if not self.inline:
             known = ", ".join(sorted(self.named)) or "none"
             raise StateError(
-                "bad_value", f"this node takes only configured state tools by name: {known}"
+                "bad_value",
+                "inline state tools are off on this node (state_tools_inline: true turns them "
+                f"on); name a configured one: {known}",
             )
-        spec = parse_tool_spec(value)
-        if spec.type == "mcp" and "command" in spec.settings:
-            # A command would run on this node at any HTTP client's word: only the operator
-            # may name one, in state_tools.
-            raise StateError(
-                "bad_value", "an inline mcp tool gives a url; name a configured tool to launch one"
-            )
+        spec = parse_tool_spec(value)  # a SpecError names the key
+        check_inline(spec)
         return ujson.dumps({"type": spec.type, "config": spec.settings}, sort_keys=True)
 
+    def _inline_spec(self, binding: str) -> ToolSpec:
+        """A stored inline binding, checked again: the node may have restarted with inline
+        tools off, or with rules the agent's tool no longer meets."""
+        if not self.inline:
+            raise StateError(
+                "unavailable",
+                "this agent's inline state tool is off (state_tools_inline is false on this "
+                "node); register the agent again with a configured tool",
+            )
+        try:
+            return _checked_inline(binding)
+        except StateError as exc:
+            raise StateError(
+                "unavailable", f"this agent's inline state tool is refused: {exc}"
+            ) from None
+
     def call(self, binding: str, operation: str, *args: Any) -> Any:
-        """Run ``operation`` on the agent's tool; a StateError says what went wrong."""
+        """Run ``operation`` on the agent's tool; a StateError says what went wrong.
+
+        A failure of the store (not of the caller's key or value) is also one warning line
+        naming the agent, the key and the tool, so that an operator sees which store fails.
+        """
+        try:
+            return self._call(binding, operation, *args)
+        except StateError as exc:
+            if exc.kind not in CALLER_FAULTS:
+                log.warning(
+                    "state %s for agent %s %s on tool %s failed: %s",
+                    operation,
+                    args[0],
+                    _keys_named(operation, args[1:]),
+                    _tool_named(binding),
+                    " ".join(str(exc).split()),  # a client's message may span lines
+                )
+            raise
+
+    def _call(self, binding: str, operation: str, *args: Any) -> Any:
         found = ujson.loads(binding)
-        spec = self.named.get(found) if isinstance(found, str) else parse_tool_spec(found)
+        spec = self.named.get(found) if isinstance(found, str) else self._inline_spec(binding)
         if spec is None:
             raise StateError("unavailable", f"the state tool {found!r} is no longer configured")
         self._used[spec] = time.monotonic()
@@ -108,10 +181,14 @@ class StateService:
                 "not finished; try again later",
             )
         self._busy[spec] += 1
-        running = self._pool.spawn(self._run, spec, operation, args)
+        # Captured, not raised on the thread: gevent's pool would print the traceback.
+        running = self._pool.spawn(_captured, self._run, spec, operation, args)
         running.rawlink(lambda _: self._done(spec))  # when the thread ends, not the wait
         try:
-            return running.get(timeout=self.timeout)
+            ok, value = running.get(timeout=self.timeout)
+            if not ok:
+                raise value
+            return value
         except gevent.Timeout:
             self._stats.incr(f"{metrics.STATE_ERRORS}.{spec.type}.timeout")
             raise StateError(
@@ -142,8 +219,15 @@ class StateService:
         self._busy[spec] -= 1
 
     def _run(self, spec: ToolSpec, operation: str, args: tuple[Any, ...]) -> Any:
-        """On a worker thread."""
-        return getattr(self._open(spec), operation)(*args)
+        """On a worker thread. A failure says nothing of the tool's secrets: a client's
+        message may quote its URL, password and all."""
+        try:
+            return getattr(self._open(spec), operation)(*args)
+        except StateError as exc:
+            raise StateError(exc.kind, scrub(str(exc), spec)) from None
+        except Exception as exc:  # noqa: BLE001 - any client's failure is the store's
+            failed = scrub(str(exc), spec)
+            raise StateError("backend", f"the {spec.type} state tool failed: {failed}") from None
 
     def _open(self, spec: ToolSpec) -> Tool:
         tool = self._tools.get(spec)
@@ -159,8 +243,9 @@ class StateService:
         by the first call, which reports it."""
         try:
             self._open(spec)
-        except StateError as exc:
-            log.warning("state tool %s could not be opened at start-up: %s", name, exc)
+        except Exception as exc:  # noqa: BLE001 - any client's failure: the first call retries
+            said = scrub(str(exc), spec)
+            log.warning("state tool %s could not be opened at start-up: %s", name, said)
         else:
             log.info("state tool %s is open", name)
 

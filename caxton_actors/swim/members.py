@@ -60,7 +60,10 @@ T = TypeVar("T", bound=Named)
 
 
 class BroadcastQueue(Generic[T]):
-    """Pending updates, at most one per name; the least-sent go out first.
+    """Pending updates, at most one per name; the least-sent go out first, and among
+    those the newest (as memberlist's queue does): a node that just learned ten thousand
+    members would otherwise send its own refutation only after all of them, and be
+    declared dead meanwhile.
 
     Updates sit in buckets by how often they were sent, so taking a few costs
     O(taken + buckets), however many are pending: a node that just learned a
@@ -69,7 +72,7 @@ class BroadcastQueue(Generic[T]):
 
     def __init__(self) -> None:
         self._buckets: list[dict[str, T]] = [{}]
-        """``_buckets[k]``: the updates sent ``k`` times, oldest first."""
+        """``_buckets[k]``: the updates sent ``k`` times, oldest first (taken newest first)."""
         self._sent: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -86,15 +89,16 @@ class BroadcastQueue(Generic[T]):
         self._sent[update.name] = 0
         self._buckets[0][update.name] = update
 
-    def take(self, max_items: int, limit: int, prefer: str | None = None) -> tuple[T, ...]:
-        """Up to ``max_items`` updates, ``prefer``'s first; dropped after ``limit`` sends."""
+    def take(self, max_items: int, limit: int, prefer: tuple[str, ...] = ()) -> tuple[T, ...]:
+        """Up to ``max_items`` updates, those of the names in ``prefer`` first; each is
+        dropped after ``limit`` sends."""
         for bucket in self._buckets[limit:]:  # the limit fell as the cluster shrank
             for name in bucket:
                 del self._sent[name]
         del self._buckets[limit:]
-        chosen = [prefer] if prefer is not None and prefer in self._sent else []
+        chosen = list(dict.fromkeys(name for name in prefer if name in self._sent))
         chosen += itertools.islice(
-            (name for bucket in self._buckets for name in bucket if name != prefer),
+            (name for bucket in self._buckets for name in reversed(bucket) if name not in prefer),
             max(0, max_items - len(chosen)),
         )
         taken = []
@@ -197,8 +201,11 @@ class Members:
         ]
 
     def take_broadcasts(self, max_items: int, prefer: str | None = None) -> tuple[Update, ...]:
+        """What to piggyback: what this node says of itself first (a refutation must not
+        wait), then what is news of ``prefer`` (a pinged suspect hears of it first)."""
         limit = self.timing.retransmit_limit(self.size())
-        return self._queue.take(max_items, limit, prefer)
+        first = (self.name,) if prefer is None else (self.name, prefer)
+        return self._queue.take(max_items, limit, first)
 
     def settle(self) -> None:
         """Forget what is still to be spread: for a simulation that starts settled."""
@@ -208,10 +215,21 @@ class Members:
 
     def join(self, now: float, seeds: Sequence[Address]) -> list[Effect]:
         """Ask every seed known so far for a full-state exchange; retried with backoff until
-        one answers."""
+        one answers.
+
+        A node that left comes back alive one incarnation above its ``left``: a peer keeps
+        the ``left`` (its tombstone) against any claim no newer, so only a higher one is heard.
+        """
         self._seeds = tuple(dict.fromkeys(self._seeds + tuple(s for s in seeds if s != self.addr)))
         self._join_backoff = 1.0
-        return self._send_join(now)
+        effects: list[Effect] = []
+        me = self.me
+        if me.state is State.LEFT:
+            back = replace(me, incarnation=me.incarnation + 1, state=State.ALIVE)
+            if (changed := self._set(now, back)) is not None:
+                effects.append(changed)
+            self._queue.push(Alive(self.name, back.incarnation, back.addr, back.meta))
+        return effects + self._send_join(now)
 
     def leave(self, now: float) -> list[Effect]:
         """Say goodbye: ``left`` everywhere, never ``dead``."""

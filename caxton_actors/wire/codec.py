@@ -4,10 +4,11 @@ An envelope is a JSON object::
 
     {"v": 2, "c": "<cluster label>", "s": "<sender>",
      "t": "<type>", "p": {<payload>}, "g": [["<update type>", {<update>}], ...],
-     "h": [["<owner>", <registry version>], ...]}
+     "h": [["<owner>", <registry version>], ...], "w": <sender's wall clock, Unix ms>}
 
 ``v`` is the protocol version; ``c`` keeps two clusters on one network apart (with
-keys, both also go into the seal: see ``channel.py``). Decoding returns a typed
+keys, both also go into the seal: see ``channel.py``). ``w`` may be left off (a
+node before it sent none); a receiver only compares it with its own clock. Decoding returns a typed
 :class:`~caxton_actors.engine.messages.Packet` or raises :class:`DecodeError` whose
 ``reason`` is a fixed word, to be counted. Every field is bounded: names by pattern,
 numbers by range, lists by count, and an address must be an IP literal, never a name
@@ -158,6 +159,8 @@ def encode(packet: Packet, cluster: str, limit: int = MAX_DATAGRAM) -> bytes:
         "t": kind,
         "p": payload,
     }
+    if packet.sent_at is not None:
+        envelope["w"] = packet.sent_at
     updates = [_update(u) for u in packet.piggyback]
     heads = _heads(packet.heads)
     while True:
@@ -406,9 +409,11 @@ def decode(data: bytes, cluster: str, limit: int = MAX_DATAGRAM) -> Packet:
         if parse_update is None:
             raise DecodeError("unknown_type", str(item[0])[:20])
         piggyback.append(parse_update(item[1]))
+    sent_at = envelope.get("w")
     return Packet(
         _name(envelope, "s", "envelope"),
         parse(payload),
         tuple(piggyback),
         _parse_heads(envelope.get("h", []), "h"),
+        None if sent_at is None else _version(sent_at, "w"),
     )

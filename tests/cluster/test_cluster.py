@@ -125,7 +125,7 @@ def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
         assert monitor.stdout.readline().startswith("following member events")  # subscribed
         joined = cli("join", "--http", http_b, f"127.0.0.1:{cluster.gossip_ports['a']}")
         assert joined.returncode == 0, joined.stderr
-        assert f"contacted: 127.0.0.1:{cluster.gossip_ports['a']}" in joined.stdout
+        assert f"answered: 127.0.0.1:{cluster.gossip_ports['a']}" in joined.stdout
         wait_until(lambda: cluster.view("a").get("b") == "alive", 15, "b joined a")
         listed = cli("members", "--http", http_a)
         assert re.search(r"^b\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:\d+\s+alive", listed.stdout, re.M)
@@ -165,3 +165,27 @@ def test_a_node_under_http_and_write_load_is_never_suspected(cluster: Cluster) -
     time.sleep(2)
     suspected = [n for n in cluster.nodes if cluster.declared(n, "n1", "suspect")]
     assert suspected == []
+
+
+def test_a_node_that_left_rejoins_and_a_join_no_seed_answers_fails(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    try:
+        a = cluster.start("a", seeds=[])
+        b = cluster.start("b", seeds=["a"])
+        cluster.wait_converged()
+        seed_a = f"127.0.0.1:{cluster.gossip_ports['a']}"
+        assert b.request("POST", "/cluster/leave").status == 202
+        wait_until(lambda: cluster.view("a").get("b") == "left", 15, "b left, as a sees it")
+        joined = b.request("POST", "/cluster/join", {"seeds": [seed_a]})
+        assert joined.status == 200, joined.json
+        assert joined.json["answered"] == [seed_a]
+        wait_until(lambda: cluster.view("a").get("b") == "alive", 15, "b alive again at a")
+        assert cluster.view("b") == {"a": "alive", "b": "alive"}
+
+        failed = cli("join", "--http", f"127.0.0.1:{a.port}", "127.0.0.1:1")
+        assert failed.returncode == 1
+        assert "caxton-actors join: 127.0.0.1:1 did not answer: " in failed.stderr
+        assert "no seed answered" in failed.stderr
+        assert failed.stdout == ""
+    finally:
+        cluster.stop_all()

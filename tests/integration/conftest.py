@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ class NodeProcess:
     port: int
     db_path: Path
     log_path: Path
+    tls: ssl.SSLContext | None = None  # set: the node speaks HTTPS
 
     def request(
         self,
@@ -55,8 +57,13 @@ class NodeProcess:
         headers: dict[str, str] | None = None,
     ) -> Reply:
         """One request on a fresh connection (keep-alive is tested on its own)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        sent = {"Content-Type": "application/json"} if body is not None else {}
+        conn = (
+            http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            if self.tls is None
+            else http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
+        )
+        json_body = body is not None or (method == "POST" and raw is None)
+        sent = {"Content-Type": "application/json"} if json_body else {}
         sent.update(headers or {})
         payload = json.dumps(body).encode() if body is not None else raw
         try:
@@ -82,6 +89,7 @@ def start_node(
     port: int | None = None,
     test_flags: bool = True,
     name: str = "itest",
+    tls: ssl.SSLContext | None = None,
 ) -> NodeProcess:
     """Start a node; ``test_flags`` gives it a name, a file in ``workdir`` and a free port."""
     port = port or free_port()
@@ -105,7 +113,7 @@ def start_node(
             cwd=workdir,
             env={**_clean_env(), **(env or {})},
         )
-    node = NodeProcess(proc, port, db_path, log_path)
+    node = NodeProcess(proc, port, db_path, log_path, tls)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -9,9 +9,14 @@ engine's hops and effects as the simulator assumes.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gevent
 import pytest
@@ -19,7 +24,8 @@ import pytest
 from caxton_actors.actors.membership import ListMembers
 from caxton_actors.actors.registry import DeleteAgent, GetAgent, PutAgent
 from caxton_actors.address import Address
-from caxton_actors.config import Config, GossipConfig
+from caxton_actors.clock import SYSTEM, Clock
+from caxton_actors.config import Config, GossipConfig, HttpConfig
 from caxton_actors.engine.messages import Packet
 from caxton_actors.node import Node
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head
@@ -34,19 +40,25 @@ TIMEOUT = 5.0
 StartNode = Callable[..., Node]
 
 
-def _config(tmp_path: Path, name: str, seed: Address | None) -> Config:
+def _config(
+    tmp_path: Path,
+    name: str,
+    seed: Address | None,
+    failure_detection_timeout: float = 30.0,
+    gossip_enabled: bool = True,
+) -> Config:
     gossip = GossipConfig(
-        enabled=True,
+        enabled=gossip_enabled,
         bind_address=Address("127.0.0.1", 0),
         seed_nodes=() if seed is None else (seed,),
         gossip_interval=PERIOD,
-        failure_detection_timeout=30.0,
+        failure_detection_timeout=failure_detection_timeout,
         profile="local",
     )
     return Config(
         node_name=name,
         sqlite_path=tmp_path / f"{name}.db",
-        http_bind=Address("127.0.0.1", 0),
+        http=HttpConfig(bind_address=Address("127.0.0.1", 0)),
         gossip=gossip,
     )
 
@@ -55,10 +67,18 @@ def _config(tmp_path: Path, name: str, seed: Address | None) -> Config:
 def start(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     running: list[Node] = []
 
-    def start_node(network: MemoryNetwork, name: str, seed: Node | None = None) -> Node:
-        node = Node(
-            _config(tmp_path, name, None if seed is None else _address(seed)), network.transport
-        )
+    def start_node(
+        network: MemoryNetwork,
+        name: str,
+        seed: Node | None = None,
+        *,
+        clock: Clock = SYSTEM,
+        failure_detection_timeout: float = 30.0,
+        gossip_enabled: bool = True,
+    ) -> Node:
+        seed_address = None if seed is None else _address(seed)
+        config = _config(tmp_path, name, seed_address, failure_detection_timeout, gossip_enabled)
+        node = Node(config, network.transport, clock)
         node.start()
         running.append(node)
         return node
@@ -208,3 +228,133 @@ def test_an_unasked_pull_answer_is_dropped_not_merged(start: StartNode) -> None:
         lambda: ask(nodes[0].registry, GetAgent("real"), TIMEOUT) is not None, 5.0, "spread"
     )
     assert ask(nodes[0].registry, GetAgent("phantom"), TIMEOUT) is None
+
+
+def _post(node: Node, path: str, body: object = None) -> tuple[int, Any]:
+    """POST to the node's real HTTP API from a thread, so that the hub goes on serving it."""
+
+    def post() -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"http://{node.http_address}{path}",
+            data=json.dumps(body).encode() if body is not None else b"",
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as reply:
+                return reply.status, json.load(reply)
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.load(refused)
+
+    result: tuple[int, Any] = gevent.get_hub().threadpool.apply(post)
+    return result
+
+
+def test_a_node_that_left_joins_again_through_the_api(start: StartNode) -> None:
+    network = MemoryNetwork(seed=7)
+    a, b = _cluster(start, network, 2)
+    assert _post(b, "/cluster/leave")[0] == 202
+    _eventually(lambda: _states(a)["n1"] is State.LEFT, 5.0, "n1 left, as n0 sees it")
+    closed = Address("127.0.0.1", 1)  # nobody there
+    status, report = _post(b, "/cluster/join", {"seeds": [str(_address(a)), str(closed)]})
+    assert status == 200, report
+    assert report["answered"] == [str(_address(a))]
+    assert list(report["failed"]) == [str(closed)]
+    assert "refused" in report["failed"][str(closed)]
+    _eventually(lambda: _states(a)["n1"] is State.ALIVE, 5.0, "n1 alive again at n0")
+    assert _states(b) == {"n0": State.ALIVE, "n1": State.ALIVE}
+
+
+def test_a_join_no_seed_answers_says_so(start: StartNode) -> None:
+    lone = start(MemoryNetwork(seed=8), "n0")
+    status, report = _post(lone, "/cluster/join", {"seeds": ["127.0.0.1:1", "127.0.0.1:2"]})
+    assert status == 202
+    assert report["answered"] == []
+    assert sorted(report["failed"]) == ["127.0.0.1:1", "127.0.0.1:2"]
+
+
+def _get(node: Node, path: str) -> Any:
+    """GET from the node's real HTTP API, from a thread (the hub goes on serving it)."""
+
+    def get() -> Any:
+        with urllib.request.urlopen(f"http://{node.http_address}{path}", timeout=15) as reply:
+            return json.load(reply)
+
+    return gevent.get_hub().threadpool.apply(get)
+
+
+@pytest.mark.parametrize("gossip_enabled", [True, False], ids=["alone", "without_gossip"])
+def test_a_node_back_without_its_peers_shows_their_agents_unreachable_then_drops_them(
+    start: StartNode, gossip_enabled: bool
+) -> None:
+    """No ghosts: what the file holds of owners nobody reports is never active."""
+    network = MemoryNetwork(seed=9)
+    nodes = _cluster(start, network, 3)
+    ask(nodes[0].registry, PutAgent("mine", ()), TIMEOUT)
+    ask(nodes[1].registry, PutAgent("theirs", ()), TIMEOUT)
+    _eventually(
+        lambda: ask(nodes[0].registry, GetAgent("theirs"), TIMEOUT) is not None, 5.0, "spread"
+    )
+    for node in reversed(nodes):
+        node.stop()
+    again = start(
+        network, "n0", failure_detection_timeout=2.0, gossip_enabled=gossip_enabled
+    )  # the same file, and nobody else comes back
+    started = time.monotonic()
+    route = _get(again, "/agents/theirs/route")
+    listed = _get(again, "/agents?limit=10")["agents"]
+    assert time.monotonic() - started < 2.0, "too slow to see them before they expire"
+    assert route == {"agent_id": "theirs", "node_id": "n1", "route": None, "status": "unreachable"}
+    assert {(a["id"], a["status"]) for a in listed} == {
+        ("mine", "active"),
+        ("theirs", "unreachable"),
+    }
+    assert _get(again, "/registry/digest")["unreachable"] == 1
+    _eventually(
+        lambda: ask(again.registry, GetAgent("theirs"), TIMEOUT) is None,
+        5.0,
+        "the absent owner's agents dropped after failure_detection_timeout",
+    )
+    assert time.monotonic() - started >= 2.0 - 0.5  # not before (give or take the start)
+    assert _get(again, "/registry/digest")["agents"] == 1
+
+
+class _AheadClock(Clock):
+    """The system's clock, with the wall clock ``ahead`` seconds fast."""
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead
+
+    def wall(self) -> float:
+        return super().wall() + self.ahead
+
+
+def test_a_node_whose_clock_runs_fast_cannot_take_over_an_agent_and_is_reported(
+    start: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    network = MemoryNetwork(seed=10)
+    n0 = start(network, "n0")
+    n1 = start(network, "n1", n0, clock=_AheadClock(120.0))
+    _eventually(
+        lambda: _states(n0) == _states(n1) == {"n0": State.ALIVE, "n1": State.ALIVE},
+        10.0,
+        "both alive at both",
+    )
+    ask(n1.registry, PutAgent("x", ("first",)), TIMEOUT)
+    _eventually(lambda: ask(n0.registry, GetAgent("x"), TIMEOUT) is not None, 5.0, "x spread")
+    ask(n0.registry, PutAgent("x", ("moved",)), TIMEOUT)  # later, knowing n1's claim
+
+    def owners() -> list[str | None]:
+        return [getattr(ask(n.registry, GetAgent("x"), TIMEOUT), "node_id", None) for n in (n0, n1)]
+
+    _eventually(lambda: owners() == ["n0", "n0"], 5.0, "x moved to n0, as both see it")
+    gevent.sleep(1.0)  # and it stays there
+    assert owners() == ["n0", "n0"]
+    # Each finds the other's clock off by two minutes, after some seconds of its datagrams.
+    _eventually(lambda: "n1" in _get(n0, "/health/gossip")["skewed_peers"], 15.0, "reported")
+    assert 119 < _get(n0, "/health/gossip")["skewed_peers"]["n1"] < 121
+    assert -121 < _get(n1, "/health/gossip")["skewed_peers"]["n0"] < -119
+    said = [r.getMessage() for r in caplog.records if "the clock of member" in r.getMessage()]
+    assert len([m for m in said if "member n1 is" in m]) == 1  # said once
+    assert any("member n1 is 120" in m and "ahead of ours" in m for m in said)

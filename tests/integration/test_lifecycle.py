@@ -204,7 +204,8 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
     body = b'{"capabilities": ["inflight"]}'
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
         head = (
-            f"PUT /agents/inflight HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "PUT /agents/inflight HTTP/1.1\r\nHost: localhost\r\n"
+            "Content-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         sock.sendall(head.encode() + body[:5])

@@ -164,3 +164,67 @@ def test_a_node_restarted_on_its_disk_answers_for_the_cluster_at_once(seed: int)
     del before["mine0"]
     for name in cluster.live:
         assert _agents(cluster, name) == before
+
+
+def _cluster_with_a_fast_clock(seed: int, fast: str, ahead: float) -> Cluster:
+    """As ``_cluster``, with ``fast``'s wall clock ``ahead`` seconds of everyone else's."""
+    cluster = Cluster(seed, LAN, LOSSY)
+    for i in range(SIZE):
+        name = f"n{i}"
+        cluster.start(name, seeds=["n0"] if i else [], clock_offset=ahead if name == fast else 0)
+    cluster.run_until(SETTLE)
+    assert cluster.converged()
+    return cluster
+
+
+@pytest.mark.parametrize("seed", SEEDS[:10])
+def test_a_node_whose_clock_runs_fast_cannot_keep_an_agent_that_moved(seed: int) -> None:
+    cluster = _cluster_with_a_fast_clock(seed, "n3", ahead=200.0)
+    cluster.register("n3", "x", ("first",))
+    _run_until_agreed(cluster, bound=10.0)
+    cluster.register("n1", "x", ("moved",))  # later, and n1 has seen n3's claim
+    _run_until_agreed(cluster, bound=10.0)
+    for name in cluster.live:
+        found = cluster.node(name).registry.replica.get("x")
+        assert found is not None
+        assert (found.owner, found.capabilities) == ("n1", ("moved",)), name
+
+
+@pytest.mark.parametrize("seed", SEEDS[:5])
+def test_every_node_finds_the_member_whose_clock_is_off(seed: int) -> None:
+    cluster = _cluster_with_a_fast_clock(seed, "n3", ahead=60.0)
+    cluster.run_for(30.0)
+    for name in cluster.live:
+        skewed = cluster.node(name).membership.skew.skewed()
+        if name == "n3":  # from where it stands, everyone else is behind
+            assert set(skewed) == set(cluster.live) - {"n3"}
+            assert all(-61 < s < -59 for s in skewed.values())
+        else:
+            assert set(skewed) == {"n3"}
+            assert 59 < skewed["n3"] < 61
+
+
+@pytest.mark.parametrize("seed", SEEDS[:5])
+def test_a_node_back_alone_drops_the_agents_of_owners_nobody_reports(seed: int) -> None:
+    """No ghosts: back on its disk with no one left, it lists the others' agents as
+    unreachable, never active, then forgets them."""
+    cluster = _cluster(seed)
+    for i in range(10):
+        cluster.register("n5", f"mine{i}")
+        cluster.register("n6", f"theirs{i}")
+    _run_until_agreed(cluster, bound=10.0)
+    for name in cluster.live:
+        cluster.crash(name)
+    cluster.run_for(2.0)
+    cluster.start("n5", incarnation=1)
+    replica = cluster.node("n5").registry.replica
+    theirs = [r for r in replica.page(None, None, 100, local=False) if r.owner == "n6"]
+    assert len(theirs) == 10
+    assert {replica.status(r) for r in theirs} == {UNREACHABLE}
+    cluster.run_for(LAN.dead_node_reclaim_time - 2.0)
+    assert len(_agents(cluster, "n5")) == 20  # down for less than the reclaim time
+    cluster.run_for(4.0)
+    assert set(_agents(cluster, "n5")) == {f"mine{i}" for i in range(10)}
+    records, heads = cluster.node("n5").registry.replica.others()
+    assert records == ()
+    assert heads == ()

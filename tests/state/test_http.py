@@ -17,6 +17,10 @@ from tests.state.conftest import POSTGRES_URL, REDIS_URL
 
 TIMEOUT = 1.5
 JSON = {"Content-Type": "application/json"}
+SECRET = "s3cret-pw"
+# This machine's PostgreSQL trusts 127.0.0.1, so any password does: an inline postgres tool
+# must give one (else libpq would use the node's).
+POSTGRES_WITH_PASSWORD = POSTGRES_URL.replace("postgres@", f"postgres:{SECRET}@")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +49,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, blackhole: int) -> Iterator[N
     config = {
         "caxton_config": {
             "state_timeout": f"{TIMEOUT}s",
+            "state_tools_inline": True,
             "state_tools": {
                 "files": {"type": "filesystem", "config": {"root": str(workdir / "files")}},
                 "cache": {
@@ -81,7 +86,7 @@ def _register(node: NodeProcess, agent: str, tool: object) -> None:
     [
         "files",
         "cache",
-        {"type": "postgres", "config": {"url": POSTGRES_URL, "table": "http_state"}},
+        {"type": "postgres", "config": {"url": POSTGRES_WITH_PASSWORD, "table": "http_state"}},
     ],
     ids=["filesystem", "redis", "postgres"],
 )
@@ -128,6 +133,78 @@ def test_stateless_and_unknown_agents_are_told_so(node: NodeProcess) -> None:
     assert launches.status == 400
     assert "name a configured tool to launch one" in launches.json["description"]
     assert node.request("GET", "/agents/x").status == 404  # nothing was registered
+
+
+@pytest.mark.parametrize(
+    ("tool", "words"),
+    [
+        (
+            {"type": "redis", "config": {"url": REDIS_URL, "password": SECRET}},
+            "state_tool.config.password: a redis state tool has no setting 'password'",
+        ),
+        ({"type": "redis", "config": {}}, "state_tool.config.url: a redis state tool needs url"),
+        ({"type": "redis", "url": REDIS_URL}, "state_tool.url: "),
+        ({"type": "postgres", "config": {"url": "mysql://h/db"}}, "state_tool.config.url: "),
+        (
+            {"type": "filesystem", "config": {"root": "/tmp/anywhere"}},
+            "state_tool.type: an inline filesystem tool could write wherever this node may",
+        ),
+        ({"type": "s3", "config": {"bucket": "b"}}, "state_tool.config.access_key_id: "),
+        (
+            {"type": "postgres", "config": {"url": POSTGRES_URL}},
+            "state_tool.config.url: an inline postgres url gives its own user and password",
+        ),
+    ],
+    ids=["unknown-key", "missing-key", "misplaced", "scheme", "filesystem", "s3", "no-password"],
+)
+def test_an_inline_tool_that_cannot_work_is_refused_at_registration(
+    node: NodeProcess, tool: object, words: str
+) -> None:
+    reply = node.request("PUT", "/agents/refused", {"capabilities": [], "state_tool": tool})
+    assert reply.status == 400, reply.json
+    assert reply.json["description"].startswith(words)
+    assert SECRET not in reply.raw.decode()
+    assert node.request("GET", "/agents/refused").status == 404  # nothing was registered
+    assert not Path("/tmp/anywhere").exists()
+
+
+def test_inline_tools_are_off_by_default(tmp_path: Path) -> None:
+    plain = start_node(tmp_path)
+    try:
+        tool = {"type": "redis", "config": {"url": REDIS_URL}}
+        reply = plain.request("PUT", "/agents/a", {"capabilities": [], "state_tool": tool})
+        assert reply.status == 400
+        assert "state_tools_inline: true turns them on" in reply.json["description"]
+        assert plain.request("GET", "/agents/a").status == 404
+    finally:
+        plain.proc.terminate()
+        plain.proc.wait(timeout=20)
+
+
+def test_tool_credentials_are_never_returned(node: NodeProcess) -> None:
+    tool = {"type": "postgres", "config": {"url": POSTGRES_WITH_PASSWORD, "table": "http_state"}}
+    put = node.request("PUT", "/agents/private-1", {"capabilities": ["x"], "state_tool": tool})
+    assert put.status in (200, 201), put.json
+    assert node.request("PUT", "/agents/private-1/state/k", {"v": 1}).status == 204
+    down = {"type": "redis", "config": {"url": f"redis://:{SECRET}@127.0.0.1:1/0"}}
+    _register(node, "private-2", down)
+    failed = node.request("GET", "/agents/private-2/state/k")
+    assert failed.status == 502
+    replies = [
+        put,
+        failed,
+        node.request("GET", "/agents/private-1"),
+        node.request("GET", "/agents"),
+        node.request("GET", "/agents?scope=local"),
+        node.request("GET", "/agents/private-1/route"),
+        node.request("GET", "/agents/private-1/state/k"),
+        node.request("GET", "/health"),
+        node.request("GET", "/health/ready"),
+    ]
+    for reply in replies:
+        assert SECRET not in reply.raw.decode(), reply.raw
+    assert "private-1" in node.request("GET", "/agents").raw.decode()
+    assert SECRET not in node.log()
 
 
 @pytest.mark.parametrize(

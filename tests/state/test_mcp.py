@@ -129,15 +129,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     path = workdir / "caxton.yaml"
     path.write_text(yaml.safe_dump(config))
     running = start_node(workdir, "--config", str(path))
-    # The node opens configured tools at start; starting the SDK's server takes a second
-    # or two, which the calls below must not pay inside their 2 s deadline.
-    deadline = time.monotonic() + 20
-    while "state tool business is open" not in running.log():
-        assert time.monotonic() < deadline, running.log()
-        time.sleep(0.1)
-    yield running
-    running.proc.terminate()
-    running.proc.wait(timeout=20)
+    try:  # a node that did not open its tool is stopped too, not left running
+        # The node opens configured tools at start; starting the SDK's server takes a second
+        # or two, which the calls below must not pay inside their 2 s deadline.
+        deadline = time.monotonic() + 20
+        while "state tool business is open" not in running.log():
+            assert time.monotonic() < deadline, running.log()
+            time.sleep(0.1)
+        yield running
+    finally:
+        running.proc.terminate()
+        running.proc.wait(timeout=20)
 
 
 def test_our_node_drives_a_server_written_on_the_official_sdk(node: NodeProcess) -> None:

@@ -98,7 +98,8 @@ def _client(
 ) -> falcon.testing.TestClient:
     refs = (("registry", registry), *others.items())
     actors = Actors(registry, None, None, refs, 0.1, StateService({}, 0.1, NullMetrics()))
-    return falcon.testing.TestClient(create_app(actors, NullMetrics()))
+    # Falcon's test client names falconframework.org as the Host, which the node refuses.
+    return falcon.testing.TestClient(create_app(actors, NullMetrics()), {"Host": "localhost"})
 
 
 def test_an_actor_that_does_not_answer_is_a_503_naming_it() -> None:

@@ -72,6 +72,12 @@ def test_every_message_round_trips_with_piggyback(message: WireMessage) -> None:
     assert decode(data, "prod") == packet
 
 
+def test_the_senders_clock_rides_along_and_may_be_left_off() -> None:
+    stamped = Packet("n0", Ping(1, "n2"), UPDATES, HEADS, sent_at=1_764_000_000_123)
+    assert decode(encode(stamped, "c"), "c") == stamped
+    assert decode(_envelope(), "c").sent_at is None  # from a node that stamps nothing
+
+
 def test_updates_that_do_not_fit_are_left_off() -> None:
     many = tuple(Alive(f"node-{i:02d}-" + "x" * 50, i, ADDR) for i in range(40))
     data = encode(Packet("n0", Gossip(), many), "c")
@@ -130,6 +136,9 @@ def _join(addr: list[object]) -> bytes:
         (_envelope(h=[["n1", -1]]), "bad_field"),
         (_envelope(h=[["bad name", 1]]), "bad_name"),
         (_envelope(h={"n1": 1}), "bad_field"),
+        (_envelope(w=-1), "bad_field"),
+        (_envelope(w="now"), "bad_field"),
+        (_envelope(w=1.5), "bad_field"),
         (_envelope(t="registry_pull", p={"h": "all"}), "bad_field"),
         (_envelope(t="agent_update", p={"r": [], "h": [], "x": {"n1": "all"}}), "bad_field"),
         (_envelope(t="agent_update", p={"r": [], "h": [], "x": ["n1"]}), "bad_field"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from caxton_actors import cli
 from caxton_actors.address import Address
 from caxton_actors.config import (
     ENV_PREFIX,
@@ -64,7 +65,7 @@ def test_defaults_without_file_environment_or_flags() -> None:
     assert config.node_name == socket.gethostname()
     assert config.embedded_only is True
     assert config.sqlite_path == Path("caxton_local.db")
-    assert config.http_bind == Address("127.0.0.1", 8080)
+    assert config.http.bind_address == Address("127.0.0.1", 8080)
     assert config.gossip.enabled is False
     assert config.gossip.bind_address == Address("0.0.0.0", 7946)
     assert config.gossip.seed_nodes == ()
@@ -80,7 +81,7 @@ def test_file_sets_every_setting(tmp_path: Path) -> None:
     assert config.node_name == "caxton-0"
     assert config.embedded_only is False
     assert config.sqlite_path == tmp_path / "state.db"
-    assert config.http_bind == Address("127.0.0.1", 9090)
+    assert config.http.bind_address == Address("127.0.0.1", 9090)
     assert config.statsd.address == Address("127.0.0.1", 8125)
     assert config.statsd.prefix == "cluster.a"
     assert (config.reap_interval, config.drain_timeout) == (0.5, 2.0)
@@ -96,7 +97,7 @@ def test_file_sets_every_setting(tmp_path: Path) -> None:
 def test_empty_root_section_gives_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "caxton_config:\n  gossip:\n"), {}, {})
     assert config.gossip.enabled is False
-    assert config.http_bind == Address("127.0.0.1", 8080)
+    assert config.http.bind_address == Address("127.0.0.1", 8080)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +139,7 @@ caxton_config:
 
     assert config.node_name == f"{winner}-node"
     assert config.sqlite_path == tmp_path / winner / "state.db"
-    assert config.http_bind.port == {"file": 1001, "env": 1002, "flag": 1003}[winner]
+    assert config.http.bind_address.port == {"file": 1001, "env": 1002, "flag": 1003}[winner]
     assert config.statsd.prefix == winner
     assert config.log_level == {"file": "DEBUG", "env": "WARNING", "flag": "ERROR"}[winner]
     assert config.reap_interval == 1.0  # set by no source: the default
@@ -353,6 +354,11 @@ BAD_TEXT = {
     "registry.max_agents_per_node": "lots",
     "gossip.keys": "c2VjcmV0",
     "gossip.insecure": "maybe",
+    "http.tokens": "ops:admin:short",
+    "http.insecure": "maybe",
+    "http.allowed_hosts": "bad host",
+    "http.tls_cert": "/no/such/cert.pem",
+    "http.tls_key": "/no/such/key.pem",
 }
 
 
@@ -428,6 +434,14 @@ def test_state_tools_example_loads() -> None:
     }
     assert config.state_tools["redis-main"].settings["url"] == "redis://127.0.0.1:6379/0"
     assert config.state_timeout == 5.0
+    assert config.state_tools_inline is False
+
+
+def test_inline_state_tools_are_off_unless_turned_on(tmp_path: Path) -> None:
+    assert load_config(None, {}, {}).state_tools_inline is False
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"caxton_config": {"state_tools_inline": True}}))
+    assert load_config(path, {}, {}).state_tools_inline is True
 
 
 @pytest.mark.parametrize(
@@ -435,7 +449,18 @@ def test_state_tools_example_loads() -> None:
     [
         ([1, 2], "state_tools = [1, 2]: must be a mapping"),
         ({"bad name": {"type": "redis"}}, "state_tools.bad name"),
-        ({"t": {"type": "floppy"}}, "state_tools.t = {'type': 'floppy'}: state tool type must be"),
+        ({"t": {"type": "floppy"}}, "state_tools.t.type = 'floppy': state tool type must be"),
+        ({"t": {"type": "redis", "config": {}}}, "state_tools.t.config.url = None: a redis"),
+        (
+            {"t": {"type": "redis", "config": {"url": "redis://h", "db": 1}}},
+            "state_tools.t.config.db = '<redacted>': a redis state tool has no setting 'db'",
+        ),
+        (
+            {"t": {"type": "postgres", "config": {"url": "postgres://u:pw@h/x"}}},
+            "state_tools.t.config.url = 'postgres://u:***@h/x': must be a postgresql:// or",
+        ),
+        ({"t": {"type": "s3", "config": {"region": "x"}}}, "state_tools.t.config.bucket = None"),
+        ({"t": {"type": "mcp", "config": {}}}, "state_tools.t.config.url = None: an mcp state"),
         ({"t": {"type": "redis", "config": "x"}}, "config must be a mapping"),
     ],
 )
@@ -443,6 +468,21 @@ def test_bad_state_tools_name_the_key(tmp_path: Path, tools: object, words: str)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"caxton_config": {"state_tools": tools}}))
     assert words in str(error_of(path, {}, {}))
+
+
+def test_a_state_tool_that_cannot_work_stops_the_node_without_showing_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = {
+        "cache": {"type": "redis", "config": {"url": "redis://:hunter2@h/0", "password": "pw2"}}
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"caxton_config": {"state_tools": tools}}))
+    assert cli.main(["run", "--config", str(path)]) == cli.EXIT_CONFIG == 2
+    said = capsys.readouterr().err
+    assert "state_tools.cache.config.password = '<redacted>'" in said
+    assert "hunter2" not in said
+    assert "pw2" not in said
 
 
 GOSSIP_ON = {"CAXTON_GOSSIP_ENABLED": "true"}
@@ -482,3 +522,148 @@ def test_a_bad_key_is_named_but_never_echoed() -> None:
     assert "32 random bytes" in str(error)
     twice = error_of(None, {"CAXTON_GOSSIP_KEYS": f"{KEY},{KEY}"}, {})
     assert "twice" in str(twice)
+
+
+@pytest.mark.parametrize(
+    ("setting", "text"),
+    [("--http-bind", "8080"), ("--gossip-bind", "7946"), ("--statsd", "8125")],
+)
+def test_a_bare_port_is_refused_naming_the_expected_form(setting: str, text: str) -> None:
+    path = next(s.path for s in SETTINGS if s.flag == setting)
+    error = error_of(None, {}, {path: text})
+    assert str(error) == f"{setting} = {text!r}: expected host:port, e.g. 127.0.0.1:{text}"
+    with pytest.raises(ConfigError, match="host must be a name or an IP address"):
+        parse_address("10:80", "k")  # inet_aton would take "10" for 0.0.0.10
+
+
+def test_an_unknown_variable_is_named_with_the_nearest_valid_one() -> None:
+    error = error_of(None, {"CAXTON_HTTP_PORT": "9000"}, {})
+    assert str(error) == (
+        "CAXTON_HTTP_PORT = '9000': unknown variable; did you mean CAXTON_HTTP_BIND? "
+        "(CAXTON_ALLOW_UNKNOWN_ENV=1 ignores unknown CAXTON_* variables)"
+    )
+    assert "CAXTON_GOSSIP_SEEDS?" in str(error_of(None, {"CAXTON_GOSSIP_SEED": "a:1"}, {}))
+    assert "CAXTON_NODE_NAME?" in str(error_of(None, {"CAXTON_NODENAME": "n"}, {}))
+    nothing_near = error_of(None, {"CAXTON_XYZZY": "1"}, {})
+    assert "did you mean" not in str(nothing_near)
+    assert "no setting is read from it" in str(nothing_near)
+
+
+def test_an_unknown_variable_that_may_hold_a_secret_is_not_echoed() -> None:
+    error = error_of(None, {"CAXTON_GOSSIP_KEY": KEY}, {})
+    assert KEY not in str(error)
+    assert "did you mean CAXTON_GOSSIP_KEYS?" in str(error)
+
+
+def test_other_variables_and_the_client_ones_are_not_settings_but_known() -> None:
+    environ = {
+        "CAXTON_HTTP_ADDR": "127.0.0.1:8080",  # caxton-actors members, join, ...
+        "CAXTON_HTTP_TOKEN": "reader:secret",
+        "CAXTON_ALLOW_UNKNOWN_ENV": "0",
+        "CAXTONX": "not ours",
+        "PATH": "/bin",
+    }
+    assert load_config(None, environ, {}).http.bind_address == Address("127.0.0.1", 8080)
+
+
+def test_the_opt_out_ignores_unknown_variables_and_is_itself_checked() -> None:
+    environ = {"CAXTON_HTTP_PORT": "9000", "CAXTON_ALLOW_UNKNOWN_ENV": "1"}
+    assert load_config(None, environ, {}).http.bind_address.port == 8080
+    error = error_of(None, {"CAXTON_ALLOW_UNKNOWN_ENV": "maybe"}, {})
+    assert error.key == "CAXTON_ALLOW_UNKNOWN_ENV"
+
+
+def test_kubernetes_service_links_are_ignored_and_only_those() -> None:
+    """What a Service named caxton (ports 8080/TCP, named http) and one named
+    caxton-gossip (7946/UDP) put in every pod of the namespace."""
+    links = {
+        "CAXTON_SERVICE_HOST": "10.96.0.12",
+        "CAXTON_SERVICE_PORT": "8080",
+        "CAXTON_SERVICE_PORT_HTTP": "8080",
+        "CAXTON_PORT": "tcp://10.96.0.12:8080",
+        "CAXTON_PORT_8080_TCP": "tcp://10.96.0.12:8080",
+        "CAXTON_PORT_8080_TCP_PROTO": "tcp",
+        "CAXTON_PORT_8080_TCP_PORT": "8080",
+        "CAXTON_PORT_8080_TCP_ADDR": "10.96.0.12",
+        "CAXTON_GOSSIP_SERVICE_HOST": "fd00::12",
+        "CAXTON_GOSSIP_PORT": "udp://[fd00::12]:7946",
+        "CAXTON_GOSSIP_PORT_7946_UDP_ADDR": "fd00::12",
+    }
+    load_config(None, links, {})
+    typo = error_of(None, {**links, "CAXTON_GOSSIP_PORT": "7946"}, {})  # a person's, not k8s'
+    assert "did you mean CAXTON_GOSSIP_BIND?" in str(typo)
+
+
+def test_an_unknown_variable_stops_the_cli_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from caxton_actors import cli  # noqa: PLC0415
+
+    monkeypatch.setenv("CAXTON_HTTP_PORT", "9000")
+    assert cli.main(["run"]) == cli.EXIT_CONFIG
+    assert capsys.readouterr().err == (
+        "caxton-actors: config error: CAXTON_HTTP_PORT = '9000': unknown variable; did you "
+        "mean CAXTON_HTTP_BIND? (CAXTON_ALLOW_UNKNOWN_ENV=1 ignores unknown CAXTON_* variables)\n"
+    )
+
+
+TOKEN = "ops:admin:0123456789abcdef-secret"
+
+
+def test_tokens_come_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"caxton_config": {"http": {"tokens": [TOKEN]}}}))
+    from_file = load_config(path, {}, {}).http.tokens
+    from_env = load_config(None, {"CAXTON_HTTP_TOKENS": f"{TOKEN}, ci:read:abcdef0123456789"}, {})
+    assert [(t.name, str(t.scope)) for t in from_file] == [("ops", "admin")]
+    assert [(t.name, str(t.scope)) for t in from_env.http.tokens] == [
+        ("ops", "admin"),
+        ("ci", "read"),
+    ]
+    assert "0123456789abcdef" not in repr(from_env)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("ops:root:0123456789abcdef", "scope must be read, write or admin"),
+        ("ops:read:short", "16 to 256"),
+        ("ops:read", "16 to 256"),
+        ("-ops:read:0123456789abcdef", "name:scope:secret"),
+        (f"{TOKEN},{TOKEN}", "listed twice"),
+        (f"{TOKEN},other:read:0123456789abcdef-secret", "share a secret"),
+    ],
+)
+def test_a_bad_token_is_named_but_its_secret_never_echoed(text: str, reason: str) -> None:
+    error = error_of(None, {"CAXTON_HTTP_TOKENS": text}, {})
+    assert error.key == "CAXTON_HTTP_TOKENS"
+    assert reason in str(error)
+    assert "0123456789abcdef" not in str(error)
+
+
+def test_the_api_on_a_network_address_needs_tokens_or_the_opt_out() -> None:
+    error = error_of(None, {"CAXTON_HTTP_BIND": "0.0.0.0:8080"}, {})
+    assert error.key == "CAXTON_HTTP_BIND"
+    assert "http.tokens" in str(error)
+    assert "http.insecure: true" in str(error)
+    assert load_config(None, {"CAXTON_HTTP_BIND": "0.0.0.0:8080", "CAXTON_HTTP_TOKENS": TOKEN}, {})
+    assert load_config(None, {"CAXTON_HTTP_BIND": "10.0.0.1:8080", "CAXTON_HTTP_INSECURE": "1"}, {})
+
+
+def test_https_needs_both_files_and_they_must_exist(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-")
+    half = error_of(None, {"CAXTON_HTTP_TLS_CERT": str(cert)}, {})
+    assert "both http.tls_cert and http.tls_key" in str(half)
+    missing = error_of(
+        None, {"CAXTON_HTTP_TLS_CERT": str(cert), "CAXTON_HTTP_TLS_KEY": "/nope"}, {}
+    )
+    assert missing.key == "CAXTON_HTTP_TLS_KEY"
+    assert "no such file" in str(missing)
+
+
+def test_allowed_hosts_are_names_without_ports() -> None:
+    config = load_config(None, {"CAXTON_HTTP_ALLOWED_HOSTS": "Caxton.Internal, api"}, {})
+    assert config.http.allowed_hosts == ("caxton.internal", "api")
+    error = error_of(None, {"CAXTON_HTTP_ALLOWED_HOSTS": "caxton:8080"}, {})
+    assert "without a port" in str(error)

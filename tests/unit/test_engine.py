@@ -23,6 +23,7 @@ from caxton_actors.engine.messages import (
     Probe,
     PullFrom,
     Register,
+    Restarted,
     SpreadHeads,
     Stage,
     SyncRequest,
@@ -45,6 +46,8 @@ from caxton_actors.swim.messages import (
 )
 from caxton_actors.swim.timing import LAN
 
+WALL = 1_700_000_000.0
+"""The wall clock the stages are given (Unix seconds); ``now`` is monotonic."""
 A = Address("10.0.0.1", 7946)
 B = Address("10.0.0.2", 7946)
 
@@ -60,7 +63,7 @@ def _hops(outputs: list[Output], stage: Stage) -> list[object]:
 def test_a_datagrams_news_of_its_sender_reaches_the_registry_before_its_heads() -> None:
     engine = _engine()
     packet = Packet("b", Ping(7, "a"), (Alive("b", 1, B),), (Head("b", 42),))
-    outputs = engine.membership.handle(1.0, Inbound(packet, B))
+    outputs = engine.membership.handle(1.0, Inbound(packet, B), wall=WALL)
     hops = [o for o in outputs if isinstance(o, Hop)]
     registry = _hops(outputs, Stage.REGISTRY)
     assert registry == [MemberState("b", True, None), HeardHeads(B, (Head("b", 42),))]
@@ -76,13 +79,17 @@ def test_only_an_answer_on_our_own_stream_is_merged() -> None:
     """An agent_update datagram is unasked (anyone can send one): dropped, not merged."""
     engine = _engine()
     update = AgentUpdate((), (Head("b", 3),))
-    answered = engine.membership.handle(1.0, Inbound(Packet("b", update), B, answer=True))
+    answered = engine.membership.handle(
+        1.0, Inbound(Packet("b", update), B, answer=True), wall=WALL
+    )
     assert _hops(answered, Stage.REGISTRY) == [Merge(update)]
-    unasked = engine.membership.handle(1.0, Inbound(Packet("b", update), B))
+    unasked = engine.membership.handle(1.0, Inbound(Packet("b", update), B), wall=WALL)
     assert _hops(unasked, Stage.REGISTRY) == []
     assert Dropped("unexpected_datagram") in unasked
     pull = Packet("b", RegistryPull((Head("a", 0),)))
-    assert Dropped("unexpected_datagram") in engine.membership.handle(1.0, Inbound(pull, B))
+    assert Dropped("unexpected_datagram") in engine.membership.handle(
+        1.0, Inbound(pull, B), wall=WALL
+    )
 
 
 def test_stream_requests_are_answered_by_the_stage_that_owns_them() -> None:
@@ -98,9 +105,11 @@ def test_stream_requests_are_answered_by_the_stage_that_owns_them() -> None:
 
 def test_a_full_state_exchange_is_answered_on_its_stream_with_table_and_heads() -> None:
     engine = _engine()
-    engine.membership.handle(0.0, SpreadHeads((), (Head("a", 5),)))
+    engine.membership.handle(0.0, SpreadHeads((), (Head("a", 5),)), wall=WALL)
     record = MemberRecord("b", B, 1, State.ALIVE)
-    outputs = engine.membership.handle(1.0, SyncRequest(Packet("b", StateSync((record,), True)), B))
+    outputs = engine.membership.handle(
+        1.0, SyncRequest(Packet("b", StateSync((record,), True)), B), wall=WALL
+    )
     [answer] = [o for o in outputs if isinstance(o, Answer)]
     assert answer.packet is not None
     assert isinstance(answer.packet.message, StateSync)
@@ -112,20 +121,20 @@ def test_a_full_state_exchange_is_answered_on_its_stream_with_table_and_heads() 
 def test_a_probe_that_fails_becomes_a_suspicion_one_hop_later() -> None:
     engine = _engine()
     engine.detection.handle(0.0, MemberChanged(MemberRecord("b", B, 1, State.ALIVE), None))
-    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B))
+    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B), wall=WALL)
     pinged = _hops(engine.detection.handle(1.0, Tick()), Stage.MEMBERSHIP)
     assert [type(p).__name__ for p in pinged] == ["Send"]
     failed = _hops(engine.detection.handle(3.0, Tick()), Stage.MEMBERSHIP)
     assert failed[0] == ProbeFailed("b", 1)  # then the next period's ping
-    outputs = engine.membership.handle(3.0, failed[0])
+    outputs = engine.membership.handle(3.0, failed[0], wall=WALL)
     [suspected] = [o for o in outputs if isinstance(o, MemberChanged)]
     assert suspected.member.state is State.SUSPECT
 
 
 def test_an_ack_leaves_membership_with_updates_on_board() -> None:
     engine = _engine()
-    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B))
-    [sent] = engine.membership.handle(1.0, Send(B, Ack(3)))
+    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B), wall=WALL)
+    [sent] = engine.membership.handle(1.0, Send(B, Ack(3)), wall=WALL)
     assert isinstance(sent, Transmit)
     assert sent.to == B
     assert Alive("a", 0, A, ((HTTP_META_KEY, "a:8080"),)) in sent.packet.piggyback
@@ -133,20 +142,52 @@ def test_an_ack_leaves_membership_with_updates_on_board() -> None:
 
 def test_the_registry_stage_spreads_news_pulls_and_persists_merges() -> None:
     engine = _engine()
-    outputs = engine.registry.handle(1.0, Committed((Register("planner", ("plan",)),)))
+    outputs = engine.registry.handle(1.0, Committed((Register("planner", ("plan",)),)), wall=WALL)
     [spread] = _hops(outputs, Stage.MEMBERSHIP)
     assert isinstance(spread, SpreadHeads)
     assert [h.name for h in spread.news] == ["a"]
-    engine.registry.handle(1.0, MemberState("b", True, "b:8080"))
-    pulls = _hops(engine.registry.handle(1.0, HeardHeads(B, (Head("b", 9),))), Stage.MEMBERSHIP)
+    engine.registry.handle(1.0, MemberState("b", True, "b:8080"), wall=WALL)
+    pulls = _hops(
+        engine.registry.handle(1.0, HeardHeads(B, (Head("b", 9),)), wall=WALL), Stage.MEMBERSHIP
+    )
     assert pulls == [PullFrom(B, RegistryPull((Head("b", 0),)))]
     record = AgentRecord("b", "worker", 9, (), 1000)
-    outputs = engine.registry.handle(1.5, Merge(AgentUpdate((record,), (Head("b", 9),))))
+    outputs = engine.registry.handle(1.5, Merge(AgentUpdate((record,), (Head("b", 9),))), wall=WALL)
     [persist] = [o for o in outputs if isinstance(o, Persist)]
     assert persist.stored == (record,)
     assert persist.heads == ((Head("b", 9), 0),)
-    [answer] = engine.registry.handle(2.0, AnswerPull(RegistryPull((Head("a", 0),))))
+    [answer] = engine.registry.handle(2.0, AnswerPull(RegistryPull((Head("a", 0),))), wall=WALL)
     assert isinstance(answer, Answer)
     assert answer.packet is not None
     assert isinstance(answer.packet.message, AgentUpdate)
     assert [r.agent_id for r in answer.packet.message.records] == ["planner"]
+
+
+def test_a_stage_built_anew_is_told_again_what_it_knew() -> None:
+    """After its actor crashed a stage is rebuilt empty; the others tell it again:
+    membership every member (detection: whom to probe; the registry: who is up), the
+    registry every head (for membership to spread)."""
+    engine = _engine()
+    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B), wall=WALL)
+    engine.registry.handle(1.0, Committed((Register("planner", ()),)), wall=WALL)
+
+    engine.rebuild(Stage.DETECTION, 2.0)
+    retold = engine.membership.handle(2.0, Restarted(Stage.DETECTION), wall=WALL)
+    members = _hops(retold, Stage.DETECTION)
+    assert {m.member.name for m in members if isinstance(m, MemberChanged)} == {"a", "b"}
+    for member in members:
+        assert isinstance(member, MemberChanged)
+        engine.detection.handle(2.0, member)
+    pinged = _hops(engine.detection.handle(5.0, Tick()), Stage.MEMBERSHIP)
+    assert [(type(p).__name__, getattr(p, "to", None)) for p in pinged] == [("Send", B)]
+
+    retold = engine.membership.handle(2.0, Restarted(Stage.REGISTRY), wall=WALL)
+    assert MemberState("b", True, None) in _hops(retold, Stage.REGISTRY)
+
+    engine.rebuild(Stage.MEMBERSHIP, 3.0, incarnation=7)
+    assert engine.membership.members.me.incarnation == 7
+    assert engine.membership.heads.digest == ()
+    retold = engine.registry.handle(3.0, Restarted(Stage.MEMBERSHIP), wall=WALL)
+    [spread] = _hops(retold, Stage.MEMBERSHIP)
+    assert isinstance(spread, SpreadHeads)
+    assert [h.name for h in spread.digest] == ["a"]

@@ -31,8 +31,11 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "state.db", "node-a")
 
 
-def run(store: Store, now: int, *requests: Callable[[Tx], Any]) -> list[Any]:
-    return store.run_batch(requests, now)
+def run(
+    store: Store, now: int, *requests: Callable[[Tx], Any], monotonic: float | None = None
+) -> list[Any]:
+    """One batch at wall clock ``now`` (ms); the monotonic clock reads the same unless given."""
+    return store.run_batch(requests, now, now / 1000 if monotonic is None else monotonic)
 
 
 def by_capability(path: Path, capability: str) -> list[str]:
@@ -152,6 +155,53 @@ def test_correlations_expire_before_and_after_reaping(store: Store) -> None:
     (again,) = run(store, 1600, lambda tx: tx.create_correlation("c1", "t", 100))
     assert again is not None
     assert run(store, 1800, lambda tx: tx.reap_correlations()) == [1]
+
+
+def test_a_wall_clock_jump_expires_no_correlation_the_monotonic_deadline_does(
+    store: Store,
+) -> None:
+    hour, half_hour = 3600 * 1000, 1800 * 1000
+    (created,) = run(
+        store, 10_000, lambda tx: tx.create_correlation("c1", "s", half_hour), monotonic=5.0
+    )
+    assert created.expires_at == 10_000 + half_hour  # the wall clock, for display
+    # The wall clock jumps an hour ahead; one second has passed.
+    jumped = 10_000 + hour
+    assert run(store, jumped, lambda tx: tx.get_correlation("c1"), monotonic=6.0) == [created]
+    assert run(store, jumped, Tx.reap_correlations, monotonic=6.0) == [0]
+    assert run(store, jumped, lambda tx: tx.create_correlation("c1", "t", 1), monotonic=6.0) == [
+        None
+    ]
+    # Thirty minutes on the monotonic clock: it is gone, then reaped.
+    assert run(store, jumped, lambda tx: tx.get_correlation("c1"), monotonic=1805.0) == [None]
+    assert run(store, jumped, Tx.reap_correlations, monotonic=1805.0) == [1]
+
+
+def test_correlations_in_the_file_keep_what_time_they_had_left_and_no_more(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    first = Store(path, "n")
+    minute = 60_000
+    run(
+        first,
+        100 * minute,
+        lambda tx: tx.create_correlation("short", "s", 10 * minute),
+        lambda tx: tx.create_correlation("long", "s", 30 * minute),
+        lambda tx: tx.create_correlation("past", "s", minute),
+        monotonic=1.0,
+    )
+    first.close()
+    again = Store(path, "n")  # back five minutes later (on the wall clock), a new monotonic clock
+    assert run(again, 105 * minute, Tx.load_correlations, monotonic=50.0) == [3]
+    live = [lambda tx, i=i: tx.get_correlation(i) is not None for i in ("short", "long", "past")]
+    assert run(again, 0, *live, monotonic=50.0 + 4 * 60) == [True, True, False]
+    assert run(again, 0, *live, monotonic=50.0 + 5 * 60) == [False, True, False]
+    assert run(again, 0, Tx.reap_correlations, monotonic=50.0 + 5 * 60) == [2]
+    # A wall clock set back while the node was down gives none more than its whole ttl.
+    run(again, 0, lambda tx: tx.create_correlation("again", "s", minute), monotonic=60.0)
+    again.close()
+    third = Store(path, "n")
+    run(third, -10 * minute, Tx.load_correlations, monotonic=0.0)
+    assert run(third, 0, lambda tx: tx.get_correlation("again"), monotonic=60.0) == [None]
 
 
 def test_conversation_activity_never_moves_back(store: Store) -> None:

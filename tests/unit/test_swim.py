@@ -29,6 +29,7 @@ from caxton_actors.swim.messages import (
     Refuted,
     Send,
     State,
+    StateSync,
     Suspect,
     Update,
 )
@@ -106,17 +107,33 @@ def test_confirmations_shrink_the_suspicion_timeout() -> None:
     assert suspicion.deadline == 5.0
 
 
-def test_broadcasts_go_least_sent_first_and_expire() -> None:
+def test_broadcasts_go_least_sent_first_newest_first_and_expire() -> None:
     queue: BroadcastQueue[Update] = BroadcastQueue()
     queue.push(Alive("x", 1, A))
     queue.push(Alive("y", 1, B))
-    assert queue.take(1, limit=2) == (Alive("x", 1, A),)
     assert queue.take(1, limit=2) == (Alive("y", 1, B),)
+    assert queue.take(1, limit=2) == (Alive("x", 1, A),)
     assert len(queue.take(5, limit=2)) == 2
     assert len(queue) == 0
     queue.push(Alive("x", 1, A))
     queue.push(Alive("x", 2, A))  # a newer word about x replaces the older
     assert queue.take(5, limit=9) == (Alive("x", 2, A),)
+
+
+def test_a_refutation_goes_out_before_a_flood_of_news() -> None:
+    """A node that just learned 10,000 members and is then suspected must say it is alive
+    in its very next packet, not after all of them."""
+    members = Members("a", A, (), 1, LAN, random.Random(1), 0.0)
+    flood = tuple(
+        MemberRecord(f"m{i}", Address("10.1.0.1", 1000 + i), 1, State.ALIVE) for i in range(10_000)
+    )
+    members.on_state_sync(0.0, StateSync(flood, reply=False))
+    members.apply(0.1, (Suspect("a", 1, "m1"),))
+    first = members.take_broadcasts(6)
+    assert first[0] == Alive("a", 2, A)
+    later = [members.take_broadcasts(6) for _ in range(100)]
+    sent = 1 + sum(update.name == "a" for taken in later for update in taken)
+    assert sent == LAN.retransmit_limit(members.size())  # then it gives way to the news
 
 
 def _prober() -> Prober:
@@ -248,3 +265,22 @@ def test_a_suspicion_expects_confirmations_only_from_members_still_up() -> None:
     shortest = LAN.suspicion_timeout(3)
     members.tick(shortest)  # nobody is left to confirm: no waiting for it
     assert {r.name: r.state for r in members.records()}["b"] is State.DEAD
+
+
+def test_a_node_that_left_and_joins_again_is_alive_above_its_left() -> None:
+    members = _members()
+    members.leave(1.0)
+    left = members.me.incarnation
+    peer = Members("b", B, (), 1, LAN, random.Random(2), 0.0)
+    peer.apply(1.0, [Alive("a", 5, A), Left("a", left)])
+    effects = members.join(2.0, [B])
+    assert members.me.state is State.ALIVE
+    assert members.me.incarnation == left + 1
+    changed = [e for e in effects if isinstance(e, MemberChanged)]
+    assert [(e.member.state, e.previous) for e in changed] == [(State.ALIVE, State.LEFT)]
+    assert any(isinstance(e, Send) and e.to == B for e in effects)  # the join's push-pull
+    heard = peer.apply(2.0, list(members.take_broadcasts(10)))
+    about_a = [e.member for e in heard if isinstance(e, MemberChanged) and e.member.name == "a"]
+    assert [(m.state, m.incarnation) for m in about_a] == [(State.ALIVE, left + 1)]
+    members.join(3.0, [B])
+    assert members.me.incarnation == left + 1  # alive already: unchanged
