@@ -68,6 +68,7 @@ class GossipConfig:
     failure_detection_timeout: float = 60.0  # seconds a dead or left member is remembered
     profile: str = "lan"  # the timing preset for everything else (swim/timing.py)
     cluster_label: str = "caxton"  # nodes with another label ignore this cluster's packets
+    advertise_address: Address | None = None  # what peers are told; port 0: the bound one
     keys: tuple[bytes, ...] = ()  # AES-256 keys, primary first: gossip is sealed with them
     insecure: bool = False  # the explicit opt-out: plaintext gossip on a network address
 
@@ -78,6 +79,7 @@ class HttpConfig:
     explicit opt-out."""
 
     bind_address: Address = HTTP_BIND
+    advertise_address: Address | None = None  # routes point here; port 0: the bound one
     tokens: tuple[Token, ...] = ()  # none: every request is allowed (loopback only)
     insecure: bool = False  # the explicit opt-out: no tokens on a network address
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides localhost and IPs; "*": any
@@ -128,6 +130,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sqlite_path", "CAXTON_SQLITE_PATH", "--sqlite-path", "SQLite database file"),
     Setting("http.bind_address", "CAXTON_HTTP_BIND", "--http-bind", "HTTP API host:port"),
     Setting(
+        "http.advertise_address",
+        "CAXTON_HTTP_ADVERTISE",
+        "--http-advertise",
+        "the IP[:port] routes to this node's agents point at (default: the bind address, "
+        "or an interface's when bound to all)",
+    ),
+    Setting(
         "http.tokens",
         "CAXTON_HTTP_TOKENS",
         None,  # not a flag: a command line is visible to every user of the machine
@@ -163,6 +172,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("state_tools_inline", None, None, "may agents bring their own {type, config}"),
     Setting("gossip.enabled", "CAXTON_GOSSIP_ENABLED", "--gossip-enabled", "true or false"),
     Setting("gossip.bind_address", "CAXTON_GOSSIP_BIND", "--gossip-bind", "gossip host:port"),
+    Setting(
+        "gossip.advertise_address",
+        "CAXTON_GOSSIP_ADVERTISE",
+        "--gossip-advertise",
+        "the IP[:port] peers reach this node's gossip at (default: the bind address, "
+        "or an interface's when bound to all)",
+    ),
     Setting("gossip.seed_nodes", "CAXTON_GOSSIP_SEEDS", "--gossip-seeds", "host:port,host:port"),
     Setting("gossip.gossip_interval", None, None, "the protocol period (one probe each)"),
     Setting("gossip.failure_detection_timeout", None, None, "how long dead members are kept"),
@@ -381,6 +397,7 @@ def _build(raw: _Raw) -> Config:
     gossip = GossipConfig(
         enabled=get("gossip.enabled", _bool, g.enabled),
         bind_address=get("gossip.bind_address", _address(GOSSIP_PORT), g.bind_address),
+        advertise_address=get("gossip.advertise_address", _advertise, g.advertise_address),
         seed_nodes=get("gossip.seed_nodes", _seeds, g.seed_nodes),
         gossip_interval=get("gossip.gossip_interval", parse_duration, g.gossip_interval),
         failure_detection_timeout=get(
@@ -400,6 +417,7 @@ def _build(raw: _Raw) -> Config:
     h = base.http
     http = HttpConfig(
         bind_address=get("http.bind_address", _address(HTTP_PORT), h.bind_address),
+        advertise_address=get("http.advertise_address", _advertise, h.advertise_address),
         tokens=get("http.tokens", _tokens, h.tokens),
         insecure=get("http.insecure", _bool, h.insecure),
         allowed_hosts=get("http.allowed_hosts", _allowed_hosts, h.allowed_hosts),
@@ -483,6 +501,16 @@ def _address(default_port: int) -> Callable[[object, str], Address]:
         return parse_address(_str(value, key), key, default_port=default_port)
 
     return convert
+
+
+def _advertise(value: object, key: str) -> Address:
+    """An IP address, with or without a port (0 then: the bound port)."""
+    address = parse_address(_str(value, key), key, default_port=0)
+    try:
+        ipaddress.ip_address(address.host)
+    except ValueError:
+        raise ConfigError(key, value, "must be an IP address: peers take no names") from None
+    return address
 
 
 def _statsd_address(value: object, key: str) -> Address | None:

@@ -88,6 +88,13 @@ class StatsdMetrics:
 
 
 def make_metrics(config: StatsdConfig) -> Metrics:
+    """The statsd client; its address is looked up once, here, so a name that does not
+    resolve stops the start with an error naming the setting."""
     if config.address is None:
         return NullMetrics()
-    return StatsdMetrics(config.address.host, config.address.port, config.prefix)
+    try:
+        return StatsdMetrics(config.address.host, config.address.port, config.prefix)
+    except OSError as exc:
+        raise OSError(
+            f"cannot send metrics to {config.address} (statsd.address): {exc.strerror or exc}"
+        ) from None

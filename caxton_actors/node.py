@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import random
 import signal
@@ -45,6 +44,7 @@ from caxton_actors.runtime.supervisor import Slot, Supervisor
 from caxton_actors.state.service import StateService
 from caxton_actors.swim.messages import HTTP_META_KEY
 from caxton_actors.swim.timing import PRESETS, Timing
+from caxton_actors.wire.advertise import advertised
 from caxton_actors.wire.channel import Channel
 from caxton_actors.wire.keyring import Keyring, KeyringError, load_keyring, save_keyring
 from caxton_actors.wire.seeds import keep_resolving
@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 ASK_TIMEOUT = 5.0
 # Seconds between two hub loop lag samples.
 LAG_SAMPLE_INTERVAL = 0.5
+# The settings that override what a node advertises, named in what it logs.
+HTTP_ADVERTISE = "http.advertise_address"
+GOSSIP_ADVERTISE = "gossip.advertise_address"
 # Gossip rounds a leaving node keeps running so that its goodbye spreads.
 LEAVE_ROUNDS = 3
 
@@ -71,20 +74,6 @@ class StartError(Exception):
 class Halted(Exception):
     """The supervisor stopped the node: an actor kept crashing. The message says which;
     the process should exit non-zero, for its own supervisor to start a fresh one."""
-
-
-def _advertised_host(bind_host: str) -> str:
-    """The IP address peers should use: the bind address, or this host's when bound to all.
-
-    Always a literal, as peers take no names off the wire (a name here is resolved once, at
-    start, by gevent's resolver, off the hub).
-    """
-    if bind_host in ("0.0.0.0", "::", ""):
-        bind_host = gevent.socket.gethostname()
-    try:
-        return str(ipaddress.ip_address(bind_host))
-    except ValueError:
-        return str(gevent.socket.getaddrinfo(bind_host, None)[0][4][0])
 
 
 def keyring_path(sqlite_path: Path) -> Path:
@@ -138,6 +127,8 @@ class Node:
         self._http: Slot[HttpActor] | None = None
         self.gossip_address: Address | None = None
         """Where peers reach this node's gossip, while it runs with gossip."""
+        self._gossip_bound = config.gossip.bind_address
+        """The address gossip is bound to, its port as bound (a restart binds it again)."""
         self._seeds: gevent.Greenlet[..., None] | None = None
         self._seed_addresses: tuple[Address, ...] = ()
         """Seeds resolved so far: a restarted membership actor joins through them too."""
@@ -180,8 +171,11 @@ class Node:
         self.stats = metrics.make_metrics(config.statsd)
         supervisor = self._supervisor = Supervisor(self.stats, self._restarted, self._halt)
         listener = self._listener = listen(config.http.bind_address)
-        http_host = _advertised_host(config.http.bind_address.host)
-        self.http_address = f"{http_host}:{listener.getsockname()[1]}"
+        http = config.http
+        route = advertised(
+            http.bind_address, listener.getsockname()[1], http.advertise_address, HTTP_ADVERTISE
+        )
+        self.http_address = f"{route.host}:{route.port}"
         transport = self._bind_gossip() if config.gossip.enabled else None
         registry = self._registry = Slot("registry")
         peers: list[tuple[Stage, Slot[Any]]] = [(Stage.REGISTRY, registry)]
@@ -207,6 +201,8 @@ class Node:
         assert self.membership is not None
         assert self._detector is not None
         self.gossip_address = self._stages.membership.members.addr
+        # The port first bound, which the advertised address may not show (behind NAT).
+        self._gossip_bound = Address(self.config.gossip.bind_address.host, transport.port)
         self._supervisor.start(
             self.membership, lambda: self._start_membership(transport), self._restart_membership
         )
@@ -274,8 +270,7 @@ class Node:
         rejoin = tuple(dict.fromkeys([m.addr for m in old.peers()] + [*self._seed_addresses]))
         incarnation = max(self._clock.wall_ms(), old.me.incarnation + 1)
         self._stages.rebuild(Stage.MEMBERSHIP, self._clock.monotonic(), incarnation)
-        bind = Address(self.config.gossip.bind_address.host, self.gossip_address.port)
-        ref = self._start_membership(self._transport(bind))
+        ref = self._start_membership(self._transport(self._gossip_bound))
         if rejoin:
             ref.tell(JoinCluster(rejoin))
         return ref
@@ -366,7 +361,10 @@ class Node:
         config = self.config
         addr = Address("", 0)
         if transport is not None:
-            addr = Address(_advertised_host(config.gossip.bind_address.host), transport.port)
+            gossip = config.gossip
+            addr = advertised(
+                gossip.bind_address, transport.port, gossip.advertise_address, GOSSIP_ADVERTISE
+            )
         return Engine(
             config.node_name,
             addr,

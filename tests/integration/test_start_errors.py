@@ -123,3 +123,11 @@ def test_a_missing_directory_is_a_config_error_naming_it(tmp_path: Path) -> None
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert f"directory {str(tmp_path / 'no' / 'such')!r} does not exist" in line
+
+
+def test_a_statsd_name_that_does_not_resolve_is_named(tmp_path: Path) -> None:
+    done = _run(tmp_path, tmp_path / "n.db", "--statsd", "no-such-host.invalid:8125")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "no-such-host.invalid:8125 (statsd.address)" in lines[0]

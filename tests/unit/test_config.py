@@ -355,6 +355,8 @@ BAD_TEXT = {
     "gossip.keys": "c2VjcmV0",
     "gossip.insecure": "maybe",
     "http.tokens": "ops:admin:short",
+    "http.advertise_address": "caxton-0:8080",
+    "gossip.advertise_address": "caxton-0",
     "http.insecure": "maybe",
     "http.allowed_hosts": "bad host",
     "http.tls_cert": "/no/such/cert.pem",

@@ -39,13 +39,10 @@ HEALTHCHECK = ROOT / "deploy" / "container" / "healthcheck.py"
 # The oldest Kubernetes release the manifests promise to work on (docs/kubernetes.md).
 KUBERNETES_VERSION = "1.31.0"
 
-# The variables the manifests may set. CAXTON_GOSSIP_ADVERTISE and CAXTON_HTTP_ADVERTISE
-# (the pod's IP, from the downward API) are being added to config.SETTINGS in the same
-# change (issue 12); they are named here too until SETTINGS has them, and the union is
-# then the same set.
+# The variables the manifests may set: the node's settings. The two advertise addresses
+# are the pod's IP, from the downward API.
 ADVERTISE = ("CAXTON_GOSSIP_ADVERTISE", "CAXTON_HTTP_ADVERTISE")
-KNOWN = {s.env for s in SETTINGS if s.env is not None} | set(ADVERTISE)
-IN_SETTINGS = {s.env for s in SETTINGS if s.env is not None}
+KNOWN = {s.env for s in SETTINGS if s.env is not None}
 
 Doc = dict[str, Any]
 
@@ -267,9 +264,6 @@ def pod_environ(env: dict[str, Doc], docs: list[Doc], volume: Path) -> dict[str,
         "CAXTON_HTTP_TOKENS": f"ops:admin:{'a1' * 24},app:write:{'b2' * 24}",
         "CAXTON_SQLITE_PATH": str(volume / PurePosixPath(sqlite_path(env)).name),
     }
-    for name in ADVERTISE:  # until config.SETTINGS has them (see ADVERTISE above)
-        if name not in IN_SETTINGS:
-            del environ[name]
     return environ
 
 
@@ -287,6 +281,8 @@ def test_the_pods_environment_loads_as_a_node_config(
     assert config.http.tokens
     assert str(config.http.bind_address) == "0.0.0.0:8080"
     assert config.gossip.bind_address.port == 7946
+    assert str(config.gossip.advertise_address) == "10.244.1.7:0"  # 0: the bound port
+    assert str(config.http.advertise_address) == "10.244.1.7:0"
     replicas = statefulset["spec"]["replicas"]
     headless = statefulset["spec"]["serviceName"]
     assert [str(s) for s in config.gossip.seed_nodes] == [
