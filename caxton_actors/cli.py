@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from caxton_actors import __version__, client
+from caxton_actors import __version__, client, logs
 from caxton_actors.config import (
     HTTP_ADDR_ENV,
     HTTP_CA_ENV,
@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         if name == "agents":
             client.add_argument("--capability", metavar="NAME", help="only agents with it")
             client.add_argument("--local", action="store_true", help="only this node's agents")
+        if name == "monitor":
+            client.add_argument(
+                "--json", action="store_true", help="one JSON object per event, with its time"
+            )
     _keys_parser(commands)
     tool = commands.add_parser("state-tool", help="the state tools as an MCP server")
     serve = tool.add_subparsers(dest="action", required=True).add_parser(
@@ -188,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             getattr(args, "seeds", ()),
             getattr(args, "capability", None),
             getattr(args, "local", False),
+            getattr(args, "json", False),
         )
     flags = {
         s.path: getattr(args, s.path)
@@ -200,10 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"caxton-actors: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
-    logging.basicConfig(
-        level=config.log_level,
-        format=f"%(asctime)s %(levelname)s {config.node_name} %(name)s: %(message)s",
-    )
+    logs.setup(config.log_level, config.log_format, config.node_name)
     # Imported here so that a config error costs no gevent or SQLAlchemy import.
     from caxton_actors.node import Halted, Node, StartError  # noqa: PLC0415
     from caxton_actors.registry.store import DatabaseInUse  # noqa: PLC0415

@@ -9,6 +9,7 @@ import sys
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,24 +130,37 @@ def _print_unreachable(unreachable: dict[str, str]) -> None:
         print(f"not reached {name}: {why}")
 
 
-def _monitor(api: Api) -> None:
-    """Follow /events and print one line per member change, until interrupted."""
+def _now() -> str:
+    """This machine's clock, UTC, ISO 8601 to the millisecond: ``2026-11-30T09:15:02.114Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _monitor(api: Api, json_lines: bool = False) -> None:
+    """Follow /events and print one line per member change, until interrupted, stamped
+    with when it arrived (UTC); ``json_lines``: each event as the node sent it, one JSON
+    object a line with that ``time`` added, and the greeting on stderr, so that stdout
+    is JSON only."""
     conn = api.connect(timeout=None)
     try:
         conn.request("GET", "/events", headers=api.headers(json_body=False))
         response = conn.getresponse()
         if response.status != 200:
             raise ApiError(f"{response.status}: {response.read().decode(errors='replace')}")
-        print(f"following member events from {api}", flush=True)
+        greeting = sys.stderr if json_lines else sys.stdout
+        print(f"following member events from {api}", file=greeting, flush=True)
         for raw in response:
             line = raw.decode().strip()
-            if line.startswith("data: "):
-                event = json.loads(line[6:])
-                print(
-                    f"{event['event']:<10} {event['name']} {event['address']} "
-                    f"incarnation {event['incarnation']}",
-                    flush=True,
-                )
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            if json_lines:
+                print(json.dumps({"time": _now(), **event}), flush=True)
+                continue
+            print(
+                f"{_now()} {event['event']:<10} {event['name']} {event['address']} "
+                f"incarnation {event['incarnation']}",
+                flush=True,
+            )
     except OSError as exc:
         raise ApiError(f"cannot reach {api}/events: {exc}") from None
     finally:
@@ -174,6 +188,7 @@ def run(
     seeds: Sequence[str] = (),
     capability: str | None = None,
     local: bool = False,
+    json_lines: bool = False,
 ) -> int:
     try:
         if command == "members":
@@ -186,7 +201,7 @@ def run(
             _request(api, "POST", "/cluster/leave")
             print("left the cluster")
         else:
-            _monitor(api)
+            _monitor(api, json_lines)
     except ApiError as exc:
         print(f"caxton-actors {command}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -34,6 +34,7 @@ HTTP_BIND = Address("127.0.0.1", HTTP_PORT)
 GOSSIP_BIND = Address("0.0.0.0", GOSSIP_PORT)
 STATSD_PORT = 8125
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 _T = TypeVar("_T")
 # Dotted path under caxton_config: -> (value, the file key, variable or flag that gave it).
@@ -85,6 +86,7 @@ class HttpConfig:
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides localhost and IPs; "*": any
     tls_cert: Path | None = None  # PEM files: with both, the API speaks HTTPS only
     tls_key: Path | None = None
+    access_log: bool = False  # one INFO line per request (caxton_actors.access)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ class Config:
     reap_interval: float = REAP_INTERVAL
     drain_timeout: float = 5.0  # seconds shutdown waits for HTTP requests in flight
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object a line
     registry_max_agents: int = 100_000  # agents this node may own (the cluster holds more)
     state_tools: Mapping[str, ToolSpec] = field(default_factory=dict)  # by name
     state_timeout: float = 5.0  # seconds a state tool call may take
@@ -156,11 +159,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("http.tls_cert", "CAXTON_HTTP_TLS_CERT", "--http-tls-cert", "PEM certificate"),
     Setting("http.tls_key", "CAXTON_HTTP_TLS_KEY", "--http-tls-key", "PEM private key"),
+    Setting(
+        "http.access_log",
+        "CAXTON_HTTP_ACCESS_LOG",
+        "--http-access-log",
+        "true: log one line per request (method, route, status, duration, client)",
+    ),
     Setting("statsd.address", "CAXTON_STATSD", "--statsd", "statsd host:port (unset: no metrics)"),
     Setting("statsd.prefix", "CAXTON_STATSD_PREFIX", "--statsd-prefix", "metric name prefix"),
     Setting("reap_interval", None, None, "time between sweeps of expired correlations"),
     Setting("drain_timeout", None, None, "time shutdown waits for HTTP requests in flight"),
     Setting("log_level", "CAXTON_LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR"),
+    Setting("log_format", "CAXTON_LOG_FORMAT", "--log-format", "text, or json: one object a line"),
     Setting(
         "registry.max_agents_per_node",
         "CAXTON_REGISTRY_MAX_AGENTS",
@@ -376,7 +386,7 @@ def _from_text(path: str, text: str, key: str) -> object:
             return int(text)
         except ValueError:
             raise ConfigError(key, text, "must be a whole number") from None
-    if path in ("gossip.enabled", "gossip.insecure", "http.insecure"):
+    if path in ("gossip.enabled", "gossip.insecure", "http.insecure", "http.access_log"):
         if text.lower() not in _BOOL_WORDS:
             raise ConfigError(key, text, f"must be one of {', '.join(_BOOL_WORDS)}")
         return _BOOL_WORDS[text.lower()]
@@ -423,6 +433,7 @@ def _build(raw: _Raw) -> Config:
         allowed_hosts=get("http.allowed_hosts", _allowed_hosts, h.allowed_hosts),
         tls_cert=get("http.tls_cert", _pem_file, h.tls_cert),
         tls_key=get("http.tls_key", _pem_file, h.tls_key),
+        access_log=get("http.access_log", _bool, h.access_log),
     )
     _check_front_door(http, raw)
     return Config(
@@ -438,6 +449,7 @@ def _build(raw: _Raw) -> Config:
         reap_interval=get("reap_interval", parse_duration, base.reap_interval),
         drain_timeout=get("drain_timeout", parse_duration, base.drain_timeout),
         log_level=get("log_level", _log_level, base.log_level),
+        log_format=get("log_format", _log_format, base.log_format),
         registry_max_agents=get(
             "registry.max_agents_per_node", _max_agents, base.registry_max_agents
         ),
@@ -646,3 +658,10 @@ def _log_level(value: object, key: str) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError(key, value, f"must be one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _log_format(value: object, key: str) -> str:
+    text = _str(value, key).lower()
+    if text not in LOG_FORMATS:
+        raise ConfigError(key, value, f"must be one of {', '.join(LOG_FORMATS)}")
+    return text

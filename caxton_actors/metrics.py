@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
+import gevent
 import statsd
 
 from caxton_actors.config import StatsdConfig
@@ -44,6 +45,12 @@ STATE_CALL_TIME = "caxton_state_call_ms"  # timer, suffixed .<tool type>
 CORRELATIONS_EXPIRED = "caxton_correlations_expired_total"  # counter
 ACTOR_RESTARTS = "caxton_actor_restarts_total"  # counter, suffixed .<actor>: after a crash
 
+# Seconds between two sendings of every gauge's last value, besides each change: a
+# gauge that holds still is still a point in every flush of the statsd server, so a
+# graph is a line, not gaps. Telegraf's statsd input forgets gauges at each flush
+# (delete_gauges defaults to true) and flushes every 10 s, as etsy statsd does.
+GAUGE_INTERVAL = 10.0
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -72,19 +79,36 @@ class NullMetrics:
 
 
 class StatsdMetrics:
-    """Fire-and-forget UDP datagrams to a statsd server."""
+    """Fire-and-forget UDP datagrams to a statsd server; each gauge's last value is
+    kept, for :meth:`resend_gauges` (gauge names are fixed, so the table stays small)."""
 
     def __init__(self, host: str, port: int, prefix: str) -> None:
         self._client = statsd.StatsClient(host, port, prefix=prefix or None)
+        self._gauges: dict[str, float] = {}
 
     def incr(self, name: str, count: int = 1) -> None:
         self._client.incr(name, count)
 
     def gauge(self, name: str, value: float) -> None:
+        self._gauges[name] = value
         self._client.gauge(name, value)
 
     def timing(self, name: str, ms: float) -> None:
         self._client.timing(name, ms)
+
+    def resend_gauges(self) -> None:
+        """In as few datagrams as fit (the client packs lines up to 512 bytes)."""
+        with self._client.pipeline() as batch:
+            for name, value in dict(self._gauges).items():  # a copy: one atomic read
+                batch.gauge(name, value)
+
+
+def resend_gauges_forever(stats: StatsdMetrics) -> None:
+    """Every :data:`GAUGE_INTERVAL` seconds, every gauge again: the body of a greenlet
+    that runs as long as the node does."""
+    while True:
+        gevent.sleep(GAUGE_INTERVAL)
+        stats.resend_gauges()
 
 
 def make_metrics(config: StatsdConfig) -> Metrics:

@@ -118,6 +118,8 @@ class Node:
             LAG_SAMPLE_INTERVAL,
             lambda lag: self.stats.timing(metrics.HUB_LOOP_LAG, lag * 1000),
         )
+        self._gauges: gevent.Greenlet[..., None] | None = None
+        """Sends every gauge again each metrics.GAUGE_INTERVAL, while metrics are on."""
         self._supervisor: Supervisor | None = None
         self._listener: gevent.socket.socket | None = None
         self._registry: Slot[RegistryActor] | None = None
@@ -164,6 +166,8 @@ class Node:
         finally:
             self._started.set()
         self._lag.start()
+        if isinstance(self.stats, metrics.StatsdMetrics):
+            self._gauges = gevent.spawn(metrics.resend_gauges_forever, self.stats)
         log.info("node %s started (database %s)", self.config.node_name, self.config.sqlite_path)
 
     def _start(self) -> None:
@@ -222,7 +226,7 @@ class Node:
         actors = Actors(
             self._registry, self.membership, self._detector, named, ASK_TIMEOUT, self._state
         )
-        self._app = create_app(actors, self.stats, http.tokens, http.allowed_hosts)
+        self._app = create_app(actors, self.stats, http.tokens, http.allowed_hosts, http.access_log)
         self._tls = None
         if http.tls_cert is not None and http.tls_key is not None:
             self._tls = tls_context(http.tls_cert, http.tls_key)
@@ -388,6 +392,9 @@ class Node:
             return
         self._stopping = True
         self._lag.stop()
+        if self._gauges is not None:
+            self._gauges.kill()
+            self._gauges = None
         if self._seeds is not None:
             self._seeds.kill()
             self._seeds = None

@@ -33,6 +33,7 @@ class DetectorActor(StageActor):
 
     def on_start(self) -> None:
         self._alarm.arm(self._stage.next_deadline())
+        self._stats.gauge(metrics.GOSSIP_HEALTH_SCORE, self._stage.prober.health_score)
 
     def on_stop(self) -> None:
         self._alarm.cancel()

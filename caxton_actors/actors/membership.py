@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -58,6 +59,11 @@ from caxton_actors.wire.keyring import KeyringOffer, KeyringRequest
 from caxton_actors.wire.transport import StreamError, Transport
 
 log = logging.getLogger(__name__)
+
+# Member changes logged one line each per input handled; the rest at debug level, summed
+# up in one line, so that a pushed table of 10,000 members is not 10,000 lines (which held
+# the actor, and the acks it sends, for long enough to be suspected on a busy machine).
+LOG_BURST = 16
 
 # Seconds a stream handler waits for a stage to answer a stream request.
 STREAM_ANSWER_TIMEOUT = 5.0
@@ -175,6 +181,8 @@ class MembershipActor(StageActor):
         self._keys = KeyKeeper(stage.members, channel, transport, keyring_file)
         self._subscribers: list[gevent.queue.Queue[MemberEvent | None]] = []
         self._alarm = Alarm(lambda: self.actor_ref.tell(Tick()))
+        self._changes = 0
+        """Member changes among the outputs being carried out."""
         self._seed_waits: dict[Address, list[gevent.event.AsyncResult[str]]] = {}
         """Per seed, what the joins asked through the HTTP API wait on."""
 
@@ -279,6 +287,7 @@ class MembershipActor(StageActor):
     def on_start(self) -> None:
         self._transport.open(self._on_datagram, self._on_stream)
         self._alarm.arm(self._stage.next_deadline())
+        self._stats.gauge(metrics.GOSSIP_PEERS, self._members.peer_count())  # from the start
 
     def on_stop(self) -> None:
         self._alarm.cancel()
@@ -368,17 +377,43 @@ class MembershipActor(StageActor):
                     "ahead of" if seconds > 0 else "behind",
                 )
 
+    def _carry(self, outputs: Iterable[Output]) -> Packet | None:
+        """The stage's outputs, with the member changes among them logged one line each
+        up to ``LOG_BURST``, then summed up in one line."""
+        self._changes = 0
+        answer = super()._carry(outputs)
+        if self._changes:
+            self._stats.gauge(metrics.GOSSIP_PEERS, self._members.peer_count())
+        if self._changes > LOG_BURST:
+            more = self._changes - LOG_BURST
+            log.info(
+                "%d more member changes at once (each at debug level)",
+                more,
+                extra={"event": "burst", "count": more},
+            )
+        return answer
+
     def _on_member_changed(self, member: MemberRecord, previous: State | None) -> None:
-        log.info(
+        kind = event_kind(member.state, previous)
+        self._changes += 1
+        level = logging.INFO if self._changes <= LOG_BURST else logging.DEBUG
+        log.log(
+            level,
             "member %s %s -> %s (incarnation %d)",
             member.name,
             previous.value if previous else "new",
             member.state.value,
             member.incarnation,
+            extra={  # fields of their own in a JSON line (logs.py)
+                "event": kind,
+                "member": member.name,
+                "state": member.state.value,
+                "previous": previous.value if previous else None,
+                "incarnation": member.incarnation,
+            },
         )
         event = MemberEvent(
-            event_kind(member.state, previous),
-            MemberView(member, self._clock.to_wall(self._members.changed_at(member.name))),
+            kind, MemberView(member, self._clock.to_wall(self._members.changed_at(member.name)))
         )
         for queue in self._subscribers:
             queue.put_nowait(event)  # unbounded: a stalled reader times out and unsubscribes
@@ -386,4 +421,3 @@ class MembershipActor(StageActor):
             self._stats.incr(metrics.GOSSIP_SUSPICIONS)
         elif member.state is State.DEAD:
             self._stats.incr(metrics.GOSSIP_DEATHS)
-        self._stats.gauge(metrics.GOSSIP_PEERS, self._members.peer_count())

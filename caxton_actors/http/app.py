@@ -19,17 +19,22 @@ from caxton_actors.http.access import Token, Tokens
 from caxton_actors.http.guard import Guard
 from caxton_actors.http.media import json_handler
 from caxton_actors.http.openapi import OpenApi
+from caxton_actors.http.status import StatusPage
 from caxton_actors.registry.store import StoreUnavailable
 from caxton_actors.state.contract import StateError
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("caxton_actors.access")
+"""One INFO line per request, when http.access_log is on."""
 
 
 class _Metrics:
-    """Counts and times every request under its route's fixed name."""
+    """Counts and times every request under its route's fixed name; with ``access_log``,
+    logs it too (:func:`_log_access`)."""
 
-    def __init__(self, stats: metrics.Metrics) -> None:
+    def __init__(self, stats: metrics.Metrics, access_log: bool = False) -> None:
         self._stats = stats
+        self._access_log = access_log
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -46,6 +51,34 @@ class _Metrics:
         self._stats.incr(f"{metrics.HTTP_RESPONSES}.{str(resp.status)[0]}xx")
         elapsed_ms = (time.perf_counter() - req.context.started) * 1000
         self._stats.timing(f"{metrics.HTTP_REQUEST_TIME}.{route}", elapsed_ms)
+        if self._access_log:
+            _log_access(req, resp, elapsed_ms)
+
+
+def _log_access(req: falcon.Request, resp: falcon.Response, elapsed_ms: float) -> None:
+    """Method, route template (``/agents/{agent_id}``: what to group by), status, time and
+    client, as fields of their own in a JSON line. The path is the client's text,
+    percent-decoded: a line shows it quoted (``%r``), so a ``%0A`` in it cannot start a
+    forged line, as is a method that is not letters. A stream (``/events``) is logged
+    when its headers go, with the time taken until then."""
+    method, route, status = req.method, req.uri_template, resp.status_code
+    access.info(
+        "%s %s %d %.2f ms from %s, path %r",
+        method if method.isalpha() else repr(method),
+        route or "-",
+        status,
+        elapsed_ms,
+        req.remote_addr,
+        req.path,
+        extra={
+            "method": method,
+            "route": route,
+            "path": req.path,
+            "status": status,
+            "duration_ms": round(elapsed_ms, 3),
+            "client": req.remote_addr,
+        },
+    )
 
 
 def _route_not_found(
@@ -102,11 +135,12 @@ def create_app(
     stats: metrics.Metrics,
     tokens: tuple[Token, ...] = (),
     allowed_hosts: tuple[str, ...] = (),
+    access_log: bool = False,
 ) -> falcon.App[Any, Any]:
     """The API; without tokens every route is open (the node's config keeps that to
-    loopback)."""
+    loopback). ``access_log``: one line per request on the ``caxton_actors.access`` logger."""
     guard = Guard(Tokens(tokens), allowed_hosts, stats)
-    app = falcon.App(middleware=(_Metrics(stats), guard))
+    app = falcon.App(middleware=(_Metrics(stats, access_log), guard))
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.add_error_handler(falcon.HTTPRouteNotFound, _route_not_found)
@@ -135,4 +169,5 @@ def create_app(
     app.add_route("/cluster/join", r.ClusterJoin(actors))
     app.add_route("/cluster/leave", r.ClusterLeave(actors))
     app.add_route("/openapi.json", OpenApi())
+    app.add_route("/", StatusPage())
     return app

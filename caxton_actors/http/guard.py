@@ -7,7 +7,8 @@ Three checks, in this order, before any resource runs:
   name as its Host, so only ``localhost``, IP literals and the configured names are
   answered; any other is a 421.
 - **Token.** With tokens configured, every route but the probes (``/health``,
-  ``/health/ready``, which Kubernetes calls without credentials) needs
+  ``/health/ready``, which Kubernetes calls without credentials) and the status page
+  (``/``, static: it asks the person for a token) needs
   ``Authorization: Bearer <secret>`` of a scope the route asks for: 401 without a token
   we know, 403 with one of too small a scope.
 - **Forgery.** An HTML form can POST across sites, but only as a form or as text, never

@@ -177,7 +177,25 @@ SCHEMAS: Json = {
     },
 }
 
+_PAGE: Json = {
+    "description": "The status page (HTML, its script inline): it reads this API from the "
+    "browser and asks for a token when the API answers 401",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+
 PATHS: Json = {
+    "/": {
+        "get": {
+            "summary": "The status page: members, agents, health, live member events",
+            "security": [],
+            "responses": {"200": _PAGE, "304": {"description": "Not modified (ETag)"}},
+        },
+        "head": {
+            "summary": "The status page's headers",
+            "security": [],
+            "responses": {"200": {"description": "The page's headers, no body"}},
+        },
+    },
     "/health": {
         "get": {
             "summary": "Liveness: every actor running",
@@ -726,7 +744,7 @@ PATHS: Json = {
 
 _SCOPES = (
     "An API token (http.tokens, name:scope:secret) as Authorization: Bearer <secret>, "
-    "needed on every route but /health and /health/ready once the node has tokens. "
+    "needed on every route but /, /health and /health/ready once the node has tokens. "
     "Scopes nest: read (every GET), write (agents, their state, conversations, "
     "correlations; includes read), admin (/cluster/join, /cluster/leave, /keyring; "
     "includes write)."

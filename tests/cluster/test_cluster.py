@@ -7,6 +7,7 @@ Bounds have room: the machine is shared.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -116,13 +117,15 @@ def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
         a = cluster.start("a", seeds=[])
         b = cluster.start("b", seeds=[])
         http_a, http_b = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
-        monitor = subprocess.Popen(
-            [sys.executable, "-m", "caxton_actors", "monitor", "--http", http_a],
-            stdout=subprocess.PIPE,
-            text=True,
+        command = [sys.executable, "-m", "caxton_actors", "monitor", "--http", http_a]
+        monitor = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        machine = subprocess.Popen(  # --json: stdout is JSON only, the greeting on stderr
+            [*command, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         assert monitor.stdout is not None
+        assert machine.stderr is not None
         assert monitor.stdout.readline().startswith("following member events")  # subscribed
+        assert machine.stderr.readline().startswith("following member events")
         joined = cli("join", "--http", http_b, f"127.0.0.1:{cluster.gossip_ports['a']}")
         assert joined.returncode == 0, joined.stderr
         assert f"answered: 127.0.0.1:{cluster.gossip_ports['a']}" in joined.stdout
@@ -132,9 +135,16 @@ def test_cli_members_join_leave_and_monitor(tmp_path: Path) -> None:
         assert cli("leave", "--http", http_b).returncode == 0
         wait_until(lambda: cluster.view("a").get("b") == "left", 15, "b left")
         monitor.terminate()
+        machine.terminate()
         out, _ = monitor.communicate(timeout=10)
-        assert re.search(r"^joined\s+b ", out, re.M), out
-        assert re.search(r"^left\s+b ", out, re.M), out
+        json_out, _ = machine.communicate(timeout=10)
+        stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"  # UTC, when it arrived
+        assert re.search(rf"^{stamp} joined\s+b ", out, re.M), out
+        assert re.search(rf"^{stamp} left\s+b ", out, re.M), out
+        events = [json.loads(line) for line in json_out.splitlines()]
+        seen = [(e["event"], e["name"], e["state"]) for e in events if e["name"] == "b"]
+        assert seen == [("joined", "b", "alive"), ("left", "b", "left")], json_out
+        assert all(re.fullmatch(stamp, e["time"]) and "changed_at" in e for e in events)
     finally:
         cluster.stop_all()
     unreachable = cli("members", "--http", "127.0.0.1:1")

@@ -39,7 +39,13 @@ SECRETS = {
     Scope.ADMIN: "admin-secret-0123456789",
 }
 TOKENS = ",".join(f"{scope}-token:{scope}:{secret}" for scope, secret in SECRETS.items())
-PUBLIC = {("/health", "GET"), ("/health", "HEAD"), ("/health/ready", "GET")}
+PUBLIC = {
+    ("/", "GET"),  # the status page: static, it asks for the token itself
+    ("/", "HEAD"),
+    ("/health", "GET"),
+    ("/health", "HEAD"),
+    ("/health/ready", "GET"),
+}
 ADMIN_PATHS = {"/keyring", "/cluster/join", "/cluster/leave"}
 SAMPLE = {"agent_id": "a1", "key": "k", "conversation_id": "c1", "correlation_id": "r1"}
 PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")

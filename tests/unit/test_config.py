@@ -179,6 +179,35 @@ def test_log_level_is_case_insensitive() -> None:
     assert load_config(None, {}, {"log_level": "warning"}).log_level == "WARNING"
 
 
+def test_log_format_and_access_log_from_each_source(tmp_path: Path) -> None:
+    default = load_config(None, {}, {})
+    assert (default.log_format, default.http.access_log) == ("text", False)
+    path = write(tmp_path, "caxton_config:\n  log_format: JSON\n  http:\n    access_log: true\n")
+    from_file = load_config(path, {}, {})
+    assert (from_file.log_format, from_file.http.access_log) == ("json", True)
+    environ = {"CAXTON_LOG_FORMAT": "json", "CAXTON_HTTP_ACCESS_LOG": "yes"}
+    from_env = load_config(None, environ, {})
+    assert (from_env.log_format, from_env.http.access_log) == ("json", True)
+    flags = {"log_format": "text", "http.access_log": "false"}
+    from_flags = load_config(path, environ, flags)
+    assert (from_flags.log_format, from_flags.http.access_log) == ("text", False)
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "value"),
+    [
+        ("  log_format: xml\n", "log_format", "xml"),
+        ("  logging:\n    format: json\n", "logging", {"format": "json"}),
+        ("  http:\n    access_log: 'yes'\n", "http.access_log", "yes"),
+    ],
+)
+def test_bad_log_settings_in_a_file_are_named(
+    tmp_path: Path, body: str, key: str, value: object
+) -> None:
+    error = error_of(write(tmp_path, "caxton_config:\n" + body), {}, {})
+    assert (error.key, error.value) == (key, value)
+
+
 @pytest.mark.parametrize(
     ("text", "default_port", "expected", "shown"),
     [
@@ -361,6 +390,8 @@ BAD_TEXT = {
     "http.allowed_hosts": "bad host",
     "http.tls_cert": "/no/such/cert.pem",
     "http.tls_key": "/no/such/key.pem",
+    "http.access_log": "maybe",
+    "log_format": "xml",
 }
 
 
