@@ -9,9 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from caxton_actors import __version__, client, logs
+from caxton_actors import __version__, logs
 from caxton_actors.config import (
     HTTP_ADDR_ENV,
     HTTP_CA_ENV,
@@ -23,6 +23,9 @@ from caxton_actors.config import (
 )
 from caxton_actors.state.contract import TOOL_TYPES
 from caxton_actors.wire.keyring import generate_key
+
+if TYPE_CHECKING:
+    from caxton_actors import client
 
 DEFAULT_HTTP = "127.0.0.1:8080"
 CLIENT_COMMANDS = {
@@ -135,6 +138,8 @@ def _http_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _api(args: argparse.Namespace) -> client.Api:
+    from caxton_actors import client  # noqa: PLC0415 - http.client and ssl: 90 ms a node never needs
+
     return client.Api(args.http, args.token, args.ca_cert)
 
 
@@ -142,6 +147,8 @@ def _keys(args: argparse.Namespace) -> int:
     if args.action == "generate":
         print(generate_key())
         return 0
+    from caxton_actors import client  # noqa: PLC0415 - see _api
+
     try:
         return client.keys(_api(args), args.action, getattr(args, "key", None))
     except client.ApiError as exc:
@@ -181,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":
         return _keys(args)
     if args.command != "run":
+        from caxton_actors import client  # noqa: PLC0415 - see _api
+
         try:
             api = _api(args)
         except client.ApiError as exc:

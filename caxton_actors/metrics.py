@@ -12,7 +12,6 @@ import re
 from typing import Protocol
 
 import gevent
-import statsd
 
 from caxton_actors.config import StatsdConfig
 
@@ -83,6 +82,8 @@ class StatsdMetrics:
     kept, for :meth:`resend_gauges` (gauge names are fixed, so the table stays small)."""
 
     def __init__(self, host: str, port: int, prefix: str) -> None:
+        import statsd  # noqa: PLC0415 - only a node with statsd.address set pays for it
+
         self._client = statsd.StatsClient(host, port, prefix=prefix or None)
         self._gauges: dict[str, float] = {}
 

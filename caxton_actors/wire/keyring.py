@@ -19,12 +19,12 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any
 
 from caxton_actors.files import write_atomically
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
 SEALED = 0x01
@@ -100,6 +100,9 @@ class Keyring:
             raise KeyringError("a key is listed twice")
         if self.epoch < 0:
             raise KeyringError(f"epoch {self.epoch} is negative")
+        # cryptography costs 35 ms to import: only a node with keys pays it.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
         object.__setattr__(self, "_ciphers", tuple(AESGCM(key) for key in self.keys))
 
     def __repr__(self) -> str:  # fingerprints only: a keyring may end up in a log
@@ -151,9 +154,15 @@ class Keyring:
         for index, cipher in enumerate(self._ciphers):
             try:
                 return cipher.decrypt(nonce, body, aad), index
-            except InvalidTag:
+            except _invalid_tag():  # evaluated only when decrypt raised
                 continue
         raise SealError("auth_failed")
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag  # noqa: PLC0415 - see Keyring.__post_init__
+
+    return InvalidTag
 
 
 def load_keyring(path: Path) -> Keyring | None:
