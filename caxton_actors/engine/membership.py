@@ -14,6 +14,8 @@ tells how far that member's clock is from ours (``engine/skew.py``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from caxton_actors.address import Address
 from caxton_actors.engine.messages import (
     Answer,
@@ -28,6 +30,7 @@ from caxton_actors.engine.messages import (
     MembershipInput,
     MemberState,
     Merge,
+    MergeRest,
     Output,
     Packet,
     Probe,
@@ -64,6 +67,8 @@ from caxton_actors.swim.messages import (
 
 # Updates piggybacked on one datagram: keeps it within 1,400 bytes with 63-character names.
 MAX_PIGGYBACK = 6
+# Records of a pushed table merged per input: the rest waits its turn in the mailbox.
+MERGE_SLICE = 500
 # Registry heads piggybacked on one datagram (the codec leaves off what does not fit).
 MAX_HEADS = 8
 # Of those, how many may be old heads in rotation (see Heads).
@@ -131,6 +136,8 @@ class MembershipStage:
                 return self._run(now, wall, members.leave(now))
             case Restarted(stage=stage):
                 return self._retell(stage)
+            case MergeRest():
+                return self._merge_slice(now, wall, message)
 
     def packet(self, message: WireMessage, wall: float, to_member: bool = True) -> Packet:
         """``message`` from this node at ``wall``, with the updates and heads still to be
@@ -162,7 +169,9 @@ class MembershipStage:
         message = packet.message
         match message:
             case StateSync() if answer:
-                effects += members.on_state_sync(now, message)
+                outputs = self._run(now, wall, effects) + outputs
+                table = MergeRest(message.members, source, packet.sender, packet.heads)
+                return outputs + self._merge_slice(now, wall, table)
             case AgentUpdate() if answer:
                 outputs.append(Hop(Stage.REGISTRY, Merge(message)))
             case Ping() | Ack() | Nack() | PingReq():
@@ -180,6 +189,30 @@ class MembershipStage:
                 outputs.append(Dropped("heads_from_stranger"))
             else:
                 outputs.append(Hop(Stage.REGISTRY, HeardHeads(teller, packet.heads)))
+        return outputs
+
+    def _merge_slice(self, now: float, wall: float, table: MergeRest) -> list[Output]:
+        """Merge up to ``MERGE_SLICE`` records of a pushed table; the rest comes back as a
+        hop to this stage, behind what is queued (a pushed table of 10,000 members held
+        the actor, and the acks it sends, for long enough to be suspected). The heads that
+        came with the table go to the registry after its last slice, when their owners
+        are members."""
+        members = self.members
+        records = table.members
+        effects = members.on_state_sync(now, StateSync(records[:MERGE_SLICE], reply=False))
+        outputs = self._run(now, wall, effects)
+        if len(records) > MERGE_SLICE:
+            rest = replace(table, members=records[MERGE_SLICE:])
+            return [*outputs, Hop(Stage.MEMBERSHIP, rest)]
+        if table.heads:
+            # Pulls go to a member: where this came from, or where the sender lives (a
+            # pushed table comes from a passing port).
+            source = table.source
+            teller = source if members.knows(source) else members.address_of(table.sender)
+            if teller is None:
+                outputs.append(Dropped("heads_from_stranger"))
+            else:
+                outputs.append(Hop(Stage.REGISTRY, HeardHeads(teller, table.heads)))
         return outputs
 
     def _retell(self, stage: Stage) -> list[Output]:

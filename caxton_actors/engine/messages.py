@@ -16,6 +16,7 @@ from caxton_actors.address import Address
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.messages import (
     MemberChanged,
+    MemberRecord,
     Message,
     NameConflict,
     ProbeFailed,
@@ -189,6 +190,17 @@ class Restarted:
     stage: Stage
 
 
+@dataclass(frozen=True, slots=True)
+class MergeRest:
+    """Membership to itself: the rest of a pushed table, merged after what was queued
+    meanwhile (pings to ack); then the heads that came with it."""
+
+    members: tuple[MemberRecord, ...]
+    source: Address
+    sender: str
+    heads: tuple[Head, ...]
+
+
 MembershipInput = (
     Tick
     | Inbound
@@ -200,6 +212,7 @@ MembershipInput = (
     | SpreadHeads
     | PullFrom
     | Restarted
+    | MergeRest
 )
 DetectionInput = Tick | Probe | MemberChanged | Refuted | Restarted
 RegistryInput = Tick | HeardHeads | MemberState | Merge | AnswerPull | Committed | Restarted

@@ -17,6 +17,7 @@ from caxton_actors.engine.messages import (
     Inbound,
     MemberState,
     Merge,
+    MergeRest,
     Output,
     Packet,
     Persist,
@@ -191,3 +192,28 @@ def test_a_stage_built_anew_is_told_again_what_it_knew() -> None:
     [spread] = _hops(retold, Stage.MEMBERSHIP)
     assert isinstance(spread, SpreadHeads)
     assert [h.name for h in spread.digest] == ["a"]
+
+
+def test_a_large_pushed_table_is_merged_in_slices_behind_queued_input() -> None:
+    """A table of 1,200 members is merged 500 at a time, each rest a hop to membership
+    itself (so pings queued meanwhile are answered in between); its heads go to the
+    registry after the last slice, when their owners are members."""
+    engine = _engine()
+    table = tuple(
+        MemberRecord(f"m{i}", Address("10.1.0.1", 1000 + i), 1, State.ALIVE) for i in range(1200)
+    )
+    heads = (Head("m1199", 9),)
+    packet = Packet("m0", StateSync(table, reply=False), (), heads)
+    outputs = engine.membership.handle(1.0, Inbound(packet, B, answer=True), wall=WALL)
+    rounds = 1
+    while rest := _hops(outputs, Stage.MEMBERSHIP):
+        assert _hops(outputs, Stage.REGISTRY)[-1:] != [HeardHeads(B, heads)]
+        [message] = rest
+        assert isinstance(message, MergeRest)
+        assert len(message.members) == 1200 - 500 * rounds
+        outputs = engine.membership.handle(1.0, message, wall=WALL)
+        rounds += 1
+    assert rounds == 3
+    assert engine.membership.members.size() == 1201
+    teller = Address("10.1.0.1", 1000)  # the sender, where the table says it lives
+    assert _hops(outputs, Stage.REGISTRY)[-1] == HeardHeads(teller, heads)
