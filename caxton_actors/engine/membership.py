@@ -181,15 +181,8 @@ class MembershipStage:
             case _:  # a stream message off its stream, or an answer nobody asked for
                 outputs.append(Dropped("unexpected_datagram"))
         outputs = self._run(now, wall, effects) + outputs
-        if packet.heads:  # after the member events, so the registry knows the owners
-            # Pulls go to a member: where this came from, or where the sender lives (a
-            # pushed table comes from a passing port).
-            teller = source if members.knows(source) else members.address_of(packet.sender)
-            if teller is None:
-                outputs.append(Dropped("heads_from_stranger"))
-            else:
-                outputs.append(Hop(Stage.REGISTRY, HeardHeads(teller, packet.heads)))
-        return outputs
+        # After the member events, so the registry knows the owners.
+        return outputs + self._heads(source, packet.sender, packet.heads)
 
     def _merge_slice(self, now: float, wall: float, table: MergeRest) -> list[Output]:
         """Merge up to ``MERGE_SLICE`` records of a pushed table; the rest comes back as a
@@ -204,16 +197,18 @@ class MembershipStage:
         if len(records) > MERGE_SLICE:
             rest = replace(table, members=records[MERGE_SLICE:])
             return [*outputs, Hop(Stage.MEMBERSHIP, rest)]
-        if table.heads:
-            # Pulls go to a member: where this came from, or where the sender lives (a
-            # pushed table comes from a passing port).
-            source = table.source
-            teller = source if members.knows(source) else members.address_of(table.sender)
-            if teller is None:
-                outputs.append(Dropped("heads_from_stranger"))
-            else:
-                outputs.append(Hop(Stage.REGISTRY, HeardHeads(teller, table.heads)))
-        return outputs
+        return outputs + self._heads(table.source, table.sender, table.heads)
+
+    def _heads(self, source: Address, sender: str, heads: tuple[Head, ...]) -> list[Output]:
+        """Heads for the registry, credited to a member: where they came from, or where
+        their sender lives (a pushed table comes from a passing port)."""
+        if not heads:
+            return []
+        members = self.members
+        teller = source if members.knows(source) else members.address_of(sender)
+        if teller is None:
+            return [Dropped("heads_from_stranger")]
+        return [Hop(Stage.REGISTRY, HeardHeads(teller, heads))]
 
     def _retell(self, stage: Stage) -> list[Output]:
         """A stage built anew knows no member: tell it each one as it stands, as if it
