@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.peers.driver import ALIVE, FAILED, LEFT, SUSPECT, ProcessDriver, View
 
-HTTP_OFFSET = 300
+HTTP_OFFSET = 2000
 """Node i's HTTP port is ``base_port + HTTP_OFFSET + i``."""
 
 _STATE = {"alive": ALIVE, "suspect": SUSPECT, "dead": FAILED, "left": LEFT}

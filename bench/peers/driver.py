@@ -11,6 +11,7 @@ optionally, ``failure_events``); killing, pausing, pids and cleanup come from th
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -28,6 +29,15 @@ STATES: Final = (ALIVE, SUSPECT, FAILED, LEAVING, LEFT)
 
 View = dict[str, str]
 """A node's member view: member name -> one of ``STATES``, the node itself included."""
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the harness dies, so no node outlives a
+    harness killed with -9 (the ``finally`` cleanup covers every other way out)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @runtime_checkable
@@ -123,6 +133,7 @@ class ProcessDriver:
             stdout=subprocess.PIPE if stdin_pipe else log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - the harness is single-threaded
         )
 
     def _signal(self, i: int, sig: signal.Signals) -> None:

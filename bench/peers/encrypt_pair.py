@@ -37,22 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import table
-from bench.peers.caxton_driver import HTTP_OFFSET
 from bench.peers.measure import find_base_port
 from bench.peers.run import (
     HEADERS,
+    PORT_OFFSETS,
     RESULTS,
     SYSTEMS,
-    RunResult,
     add_cluster_arguments,
     cluster_settings,
     exit_on_signals,
-    log,
-    run_cluster,
     summary_rows,
     system_version,
 )
-from bench.peers.serf_driver import RPC_OFFSET
+from bench.peers.scenario import RunResult, log, run_cluster
 
 MODES = ("plaintext", "encrypted")
 
@@ -132,6 +129,7 @@ RATIO_HEADERS = [
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - a flat CLI script
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--system", choices=sorted(SYSTEMS), required=True)
     add_cluster_arguments(ap, "5,10")
     ap.add_argument("--rounds", type=int, default=1, help="plaintext+encrypted pairs per N")
     ap.add_argument("--out", type=Path, help="default bench/results/encrypt-pair-SYSTEM.json")
@@ -166,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - a flat CL
                     key = None
                     if mode == "encrypted":
                         key = base64.b64encode(secrets.token_bytes(32)).decode()
-                    base = find_base_port(n + s.trials, offsets=(0, RPC_OFFSET, HTTP_OFFSET))
+                    base = find_base_port(n + s.trials, offsets=PORT_OFFSETS)
                     driver = SYSTEMS[args.system](workdir, base, key)
                     log(f"{args.system} N={n} round {rnd} {mode}: ports {base}.., {workdir}")
                     try:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.peers.driver import ALIVE, Driver, View
+from bench.peers.driver import ALIVE, Driver, View, die_with_parent
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -36,11 +36,11 @@ def _free(port: int) -> bool:
     return True
 
 
-def find_base_port(count: int, offsets: Sequence[int] = (0, 200), start: int = 21000) -> int:
+def find_base_port(count: int, offsets: Sequence[int] = (0,), start: int = 21000) -> int:
     """A base port ``b`` such that ``b + off + i`` is free (TCP and UDP) for every offset and
     ``i < count``. Searches upwards from ``start`` in steps of 500 below the kernel's ephemeral
     range (32768 up), which other programs' connections fill unpredictably."""
-    for base in range(start, 32768 - 500, 500):
+    for base in range(start, 32768 - max(offsets) - count, 500):
         if all(_free(base + off + i) for off in offsets for i in range(count)):
             return base
     raise RuntimeError("no free port range on 127.0.0.1 between 21000 and 32268")
@@ -191,6 +191,18 @@ class UdpCount:
     """Captured datagrams whose source port is no node's gossip port."""
 
 
+def port_filter(ports: Iterable[int]) -> str:
+    """A pcap filter matching ``ports``, runs of consecutive ports as one ``portrange`` (a
+    filter of 100 single ports would be a long BPF program)."""
+    runs: list[list[int]] = []
+    for port in sorted(set(ports)):
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return " or ".join(f"port {a}" if a == b else f"portrange {a}-{b}" for a, b in runs)
+
+
 class UdpCapture:
     """``tcpdump -i lo`` filtered to the nodes' UDP ports, written to a pcap file.
 
@@ -209,11 +221,14 @@ class UdpCapture:
         return shutil.which("tcpdump") is not None
 
     def start(self) -> None:
-        port_filter = " or ".join(f"port {p}" for p in self.ports)
         argv = ["tcpdump", "-i", "lo", "-n", "-U", "-s", "96", "-w", str(self.pcap)]
-        argv += ["-Z", "root", f"udp and ({port_filter})"]
+        argv += ["-Z", "root", f"udp and ({port_filter(self.ports)})"]
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - the harness is single-threaded
         )
         assert self.proc.stderr is not None
         # tcpdump says "listening on lo" once the filter is attached.

@@ -1,24 +1,23 @@
-"""Side-by-side cluster benchmark of SWIM membership systems on one machine (127.0.0.1).
+"""Side-by-side cluster benchmark of SWIM membership systems on one machine, interleaved.
 
-    python -m bench.peers.run --system serf --nodes 5,10,20
-    python -m bench.peers.run --system kinship --nodes 5,10,20,40 --idle-seconds 300
+    python -m bench.peers.run --quick --nodes 5,10                # smoke, ~3 min
+    python -m bench.peers.run --nodes 5,10,20,40,100 --loss 0     # full, ~35 min estimated
+    python -m bench.peers.run --nodes 20 --loss 0.01,0.05         # loss, ~14 min estimated
+    python -m bench.peers.run --system serf,kinship --nodes 20 --idle-seconds 300
 
-For each N it starts a fresh cluster and measures, in this order:
+For each N and each loss it runs one fresh cluster of every ``--system`` in turn, the order
+rotating from one (N, loss) to the next so no system always goes first, and measures each with
+``bench.peers.scenario.run_cluster``: paced start, join convergence of the last joiner, idle
+CPU/RSS/UDP, false positives, kill -9 (first suspect, first failed, all failed), leave.
 
-1. join convergence: nodes 0..N-2 start and converge; then one more node starts and the clock
-   runs until every node's view shows all N alive (views polled every ``--poll`` s); repeated
-   ``--trials`` times with a fresh joiner, each but the last leaving again before the next;
-2. idle resources: after ``--settle`` s, CPU % and RSS of every node over ``--cpu-seconds`` with
-   nobody polling, and (tcpdump on lo) the UDP datagrams and bytes each node sends during the
-   first ``--udp-seconds`` of that window;
-3. false positives: ``--idle-seconds`` more of idle while views are polled every
-   ``--fp-poll`` s; counts (observer, member) pairs seen failed/suspect, and the failure events
-   the systems themselves reported over the whole idle time (steps 2 and 3);
-4. kill -9: SIGKILL of one node per trial; time until the first other node marks it failed,
-   and until all do;
-5. leave: graceful leave of one node per trial; time until all others see it left.
+Every cluster runs in a fresh network namespace (``bench.peers.netns``, root only) whose
+nftables rule drops ``--loss`` of the UDP datagrams at random; TCP (the harness's polling) is
+not touched. Without root, ``ip`` or ``nft`` the clusters run on the host's lo and only
+``--loss 0`` is allowed; ``--no-netns`` asks for the host's lo.
 
-Results print as a Markdown table and go to ``bench/results/peers-<system>.json``.
+``--quick`` shortens every window to a smoke run (one trial); the full preset is the default.
+The estimated total time is printed at the start. Results print as one Markdown table (rows by
+N, then loss, then system) and every raw number goes to ``bench/results/peers*.json``.
 """
 
 from __future__ import annotations
@@ -27,39 +26,44 @@ import argparse
 import base64
 import contextlib
 import json
+import math
 import os
 import platform
+import resource
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from bench.common import table
+from bench.peers import netns
 from bench.peers.caxton_driver import HTTP_OFFSET, CaxtonDriver
-from bench.peers.driver import FAILED, LEFT, SUSPECT, Driver, View
+from bench.peers.driver import Driver
 from bench.peers.kinship_driver import KinshipDriver
-from bench.peers.measure import (
-    CpuWindow,
-    UdpCapture,
-    all_alive,
-    find_base_port,
-    marks,
-    now,
-    rss_mb,
-    wait_for,
+from bench.peers.measure import find_base_port, rss_mb
+from bench.peers.scenario import (
+    QUICK,
+    RunResult,
+    Settings,
+    kill_trials,
+    log,
+    mean,
+    median,
+    run_cluster,
 )
 from bench.peers.serf_driver import RPC_OFFSET, SerfDriver
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+PORT_OFFSETS = (0, RPC_OFFSET, HTTP_OFFSET)
+"""Every port a node may take is ``base + offset + i`` for one of these."""
 
 DriverFactory = Callable[[Path, int, "str | None"], Driver]
 
@@ -76,270 +80,36 @@ def _caxton(workdir: Path, base: int, key: str | None) -> Driver:
     return CaxtonDriver(workdir, base, key)
 
 
-SYSTEMS: dict[str, DriverFactory] = {"serf": _serf, "kinship": _kinship, "caxton": _caxton}
+SYSTEMS: dict[str, DriverFactory] = {"caxton": _caxton, "serf": _serf, "kinship": _kinship}
 """Add a system here: a factory ``(workdir, base_port, encrypt_key) -> Driver``."""
 
-
-@dataclass
-class Settings:
-    poll: float = 0.05
-    settle: float = 10.0
-    cpu_seconds: float = 30.0
-    udp_seconds: float = 20.0
-    idle_seconds: float = 60.0
-    fp_poll: float = 0.5
-    trials: int = 3
-    detect_timeout: float = 60.0
-    encrypt: bool = False
+START_S = {"caxton": 0.4, "serf": 0.05, "kinship": 0.1}
+"""Seconds per node of a paced start on 2 cores, for the time estimate."""
 
 
-@dataclass
-class Trial:
-    victim: str
-    first_s: float | None
-    all_s: float | None
-    observers: int
-    reached: int
-    first_suspect_s: float | None = None
+def run_order(systems: Sequence[str], k: int) -> list[str]:
+    """The systems in the order the ``k``-th (N, loss) runs them: rotated by ``k``."""
+    shift = k % len(systems)
+    return [*systems[shift:], *systems[:shift]]
 
 
-@dataclass
-class JoinTrial:
-    joiner: str
-    all_s: float
-    """From spawning the joiner until every node's view shows all N alive."""
-    first_s: float
-    """Until the first other node's view shows the joiner alive."""
-    from_boot_s: float | None
-    """``all_s`` counted from ``Driver.started_at`` (after interpreter startup) instead."""
+def cluster_seconds(system: str, n: int, s: Settings) -> float:
+    """A rough duration of one ``run_cluster``, teardown included."""
+    trials = kill_trials(n, s.trials)
+    detect = 1.5 + 4 * max(1.0, math.log10(n))  # memberlist: suspicion 4 x log10(N) probes
+    return (
+        1 + n * START_S.get(system, 0.5)  # paced start, convergence
+        + 3 + 1.5 * s.trials + 4 * (s.trials - 1)  # joins, and the leaves between them
+        + s.settle + s.cpu_seconds + s.idle_seconds
+        + trials * (detect + 2) + trials * 2.5  # kill -9, leave
+        + 1
+    )  # fmt: skip
 
 
-@dataclass
-class RunResult:
-    nodes: int
-    bootstrap_s: float | None = None
-    join_s: float | None = None
-    """Median of ``join[*].all_s``."""
-    join_from_boot_s: float | None = None
-    join: list[JoinTrial] = field(default_factory=list)
-    cpu_pct: list[float] = field(default_factory=list)
-    cpu_pct_ticks: list[float] = field(default_factory=list)
-    rss_mb: list[float] = field(default_factory=list)
-    udp_seconds: float | None = None
-    udp_pkts_per_s: list[float] = field(default_factory=list)
-    udp_ip_bytes_per_s: list[float] = field(default_factory=list)
-    udp_payload_bytes_per_s: list[float] = field(default_factory=list)
-    udp_unattributed_packets: int = 0
-    idle_observed_s: float | None = None
-    fp_failure_events: int | None = None
-    fp_polled_failed: int = 0
-    fp_polled_suspect: int = 0
-    fp_polled_s: float | None = None
-    kill: list[Trial] = field(default_factory=list)
-    leave: list[Trial] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def _median(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _sum_events(driver: Driver, nodes: Sequence[int]) -> int | None:
-    total = 0
-    for i in nodes:
-        n = driver.failure_events(i)
-        if n is None:
-            return None
-        total += n
-    return total
-
-
-def run_cluster(driver: Driver, n: int, s: Settings, workdir: Path) -> RunResult:  # noqa: PLR0915
-    res = RunResult(nodes=n)
-    names = [driver.node_name(i) for i in range(n)]
-
-    # -- 1. join convergence ------------------------------------------------------------------
-    t_boot = now()
-    driver.start(0, [])
-    if not wait_for(driver, [0], lambda v: True, timeout=15, interval=0.05):
-        raise RuntimeError(f"{driver.system} node 0 did not come up; logs in {workdir}")
-    for i in range(1, n - 1):
-        driver.start(i, [0])
-        time.sleep(0.05)
-    first = list(range(n - 1))
-    got = wait_for(driver, first, all_alive(names[: n - 1]), timeout=60 + n, interval=0.2)
-    if len(got) < n - 1:
-        raise RuntimeError(f"the first {n - 1} nodes did not converge; logs in {workdir}")
-    res.bootstrap_s = max(got.values()) - t_boot
-    log(f"N={n}: {n - 1} nodes converged in {res.bootstrap_s:.1f} s; starting the last one")
-    time.sleep(3.0)
-
-    # Each trial joins a fresh node (new name and port) to the N-1; all but the last leave again.
-    live = list(range(n - 1))
-    for k in range(s.trials):
-        joiner = n - 1 + k
-        if k:
-            driver.leave(joiner - 1)
-            gone = driver.node_name(joiner - 1)
-            wait_for(driver, live, marks(gone, [LEFT]), s.detect_timeout, s.poll)
-            time.sleep(3.0)
-        res.join.append(_join_trial(driver, joiner, live, s, workdir))
-    last = n - 1 + s.trials - 1
-    res.join_s = _median([t.all_s for t in res.join])
-    res.join_from_boot_s = _median([t.from_boot_s for t in res.join])
-    everyone = [*live, last]
-
-    # -- 2. idle CPU, RSS and UDP -------------------------------------------------------------
-    time.sleep(s.settle)
-    events0 = _sum_events(driver, everyone)
-    idle_t0 = now()
-    window = CpuWindow(driver, everyone)
-    capture: UdpCapture | None = None
-    if UdpCapture.available():
-        capture = UdpCapture([driver.gossip_port(i) for i in everyone], workdir / f"idle-{n}.pcap")
-    else:
-        res.notes.append("tcpdump not found: no UDP counts (apt-get install tcpdump)")
-    window.begin()
-    try:
-        if capture is not None:
-            capture.start()
-            time.sleep(s.udp_seconds)
-            counts = capture.stop()
-            res.udp_seconds = counts.seconds
-            for i in everyone:
-                port = driver.gossip_port(i)
-                res.udp_pkts_per_s.append(counts.packets.get(port, 0) / counts.seconds)
-                res.udp_ip_bytes_per_s.append(counts.ip_bytes.get(port, 0) / counts.seconds)
-                res.udp_payload_bytes_per_s.append(
-                    counts.payload_bytes.get(port, 0) / counts.seconds
-                )
-            res.udp_unattributed_packets = counts.other_packets
-        time.sleep(max(0.0, s.cpu_seconds - (now() - window.t0)))
-    finally:
-        if capture is not None:
-            capture.kill()
-    sample = window.end()
-    res.cpu_pct, res.cpu_pct_ticks, res.rss_mb = sample.cpu_pct, sample.cpu_pct_ticks, sample.rss_mb
-    log(
-        f"N={n}: idle CPU {_mean(res.cpu_pct) or 0:.2f} %/node, RSS {_mean(res.rss_mb) or 0:.1f}"
-        f" MB/node, UDP {_mean(res.udp_pkts_per_s) or 0:.2f} pkt/s/node"
-    )
-
-    # -- 3. false positives -------------------------------------------------------------------
-    failed: set[tuple[int, str]] = set()
-    suspect: set[tuple[int, str]] = set()
-
-    def watch(i: int, view: View, _stamp: float) -> None:
-        for name, state in view.items():
-            if state == FAILED:
-                failed.add((i, name))
-            elif state == SUSPECT:
-                suspect.add((i, name))
-
-    fp_t0 = now()
-    wait_for(driver, everyone, lambda v: False, s.idle_seconds, s.fp_poll, on_view=watch)
-    res.fp_polled_s = now() - fp_t0
-    res.fp_polled_failed, res.fp_polled_suspect = len(failed), len(suspect)
-    events1 = _sum_events(driver, everyone)
-    res.idle_observed_s = now() - idle_t0
-    if events0 is not None and events1 is not None:
-        res.fp_failure_events = events1 - events0
-    log(
-        f"N={n}: {res.fp_failure_events} failure events in {res.idle_observed_s:.0f} s idle;"
-        f" polled: {len(failed)} failed, {len(suspect)} suspect pairs"
-    )
-
-    # -- 4. kill -9 and 5. leave --------------------------------------------------------------
-    trials = max(1, min(s.trials, (n - 2) // 2))
-    if trials < s.trials:
-        res.notes.append(f"{trials} kill/leave trial(s) at N={n} to keep a quorum of live nodes")
-    candidates = everyone[1:]  # never the seed; the last joiner goes last
-    kill_victims, leave_victims = candidates[:trials], candidates[trials : 2 * trials]
-    down: set[int] = set()
-    for victim in kill_victims:
-        res.kill.append(_kill_trial(driver, victim, everyone, down, s))
-        down.add(victim)
-        time.sleep(2.0)
-    for victim in leave_victims:
-        res.leave.append(_leave_trial(driver, victim, everyone, down, s))
-        down.add(victim)
-        time.sleep(2.0)
-    return res
-
-
-def _join_trial(
-    driver: Driver, joiner: int, live: Sequence[int], s: Settings, workdir: Path
-) -> JoinTrial:
-    nodes = [*live, joiner]
-    names = [driver.node_name(i) for i in nodes]
-    t0 = now()
-    driver.start(joiner, [0])
-    got = wait_for(driver, nodes, all_alive(names), timeout=30 + len(nodes), interval=s.poll)
-    if len(got) < len(nodes):
-        raise RuntimeError(f"join of node {joiner} did not converge; logs in {workdir}")
-    boot = driver.started_at(joiner)
-    trial = JoinTrial(
-        joiner=driver.node_name(joiner),
-        all_s=max(got.values()) - t0,
-        first_s=min(t for i, t in got.items() if i != joiner) - t0,
-        from_boot_s=None if boot is None else max(got.values()) - boot,
-    )
-    log(f"N={len(nodes)}: join of {trial.joiner} converged in {trial.all_s:.2f} s")
-    return trial
-
-
-def _kill_trial(
-    driver: Driver, victim: int, everyone: Sequence[int], down: set[int], s: Settings
-) -> Trial:
-    name = driver.node_name(victim)
-    observers = [i for i in everyone if i != victim and i not in down]
-    suspects: dict[int, float] = {}
-
-    def note(i: int, view: View, stamp: float) -> None:
-        if view.get(name) == SUSPECT:
-            suspects.setdefault(i, stamp)
-
-    t0 = now()
-    driver.kill(victim)
-    got = wait_for(driver, observers, marks(name, [FAILED]), s.detect_timeout, s.poll, note)
-    trial = Trial(
-        victim=name,
-        first_s=min(got.values()) - t0 if got else None,
-        all_s=max(got.values()) - t0 if len(got) == len(observers) else None,
-        observers=len(observers),
-        reached=len(got),
-        first_suspect_s=min(suspects.values()) - t0 if suspects else None,
-    )
-    log(f"N={len(everyone)}: kill -9 {name}: first {trial.first_s}, all {trial.all_s}")
-    return trial
-
-
-def _leave_trial(
-    driver: Driver, victim: int, everyone: Sequence[int], down: set[int], s: Settings
-) -> Trial:
-    name = driver.node_name(victim)
-    observers = [i for i in everyone if i != victim and i not in down]
-    t0 = now()
-    driver.leave(victim)
-    got = wait_for(driver, observers, marks(name, [LEFT]), s.detect_timeout, s.poll)
-    trial = Trial(
-        victim=name,
-        first_s=min(got.values()) - t0 if got else None,
-        all_s=max(got.values()) - t0 if len(got) == len(observers) else None,
-        observers=len(observers),
-        reached=len(got),
-    )
-    log(f"N={len(everyone)}: leave {name}: first {trial.first_s}, all {trial.all_s}")
-    return trial
+def estimate_seconds(
+    systems: Sequence[str], sizes: Sequence[int], losses: Sequence[float], s: Settings
+) -> float:
+    return len(losses) * sum(cluster_seconds(x, n, s) for x in systems for n in sizes)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -369,7 +139,7 @@ def python_baseline_rss(python: str, imports: str) -> float | None:
 def system_version(system: str) -> str:
     if system == "serf":
         out = subprocess.run(["serf", "version"], capture_output=True, text=True, check=False)
-        return out.stdout.splitlines()[0] if out.stdout else "?"
+        return f"Serf {out.stdout.splitlines()[0]}" if out.stdout else "Serf ?"
     if system == "caxton":
         from caxton_actors import __version__  # noqa: PLC0415
 
@@ -388,10 +158,11 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def _fmt_trials(values: Sequence[float | None]) -> str:
     """Median of the trials that got there, flagging those that timed out."""
     missed = sum(v is None for v in values)
-    return _fmt(_median(values)) + (f" ({missed} timed out)" if missed else "")
+    return _fmt(median(values)) + (f" ({missed} timed out)" if missed else "")
 
 
 def summary_rows(results: Sequence[RunResult]) -> list[list[str]]:
+    """One row per result, the columns of ``HEADERS``."""
     rows = []
     for r in results:
         fp = f"{r.fp_failure_events if r.fp_failure_events is not None else '?'}"
@@ -401,13 +172,14 @@ def summary_rows(results: Sequence[RunResult]) -> list[list[str]]:
                 str(r.nodes),
                 _fmt(r.join_s),
                 _fmt(r.join_from_boot_s),
+                _fmt(median([t.first_suspect_s for t in r.kill])),
                 _fmt_trials([t.first_s for t in r.kill]),
                 _fmt_trials([t.all_s for t in r.kill]),
                 _fmt_trials([t.all_s for t in r.leave]),
-                _fmt(_mean(r.cpu_pct)),
-                _fmt(_mean(r.rss_mb), 1),
-                _fmt(_mean(r.udp_pkts_per_s)),
-                _fmt(_mean(r.udp_ip_bytes_per_s), 0),
+                _fmt(mean(r.cpu_pct)),
+                _fmt(mean(r.rss_mb), 1),
+                _fmt(mean(r.udp_pkts_per_s)),
+                _fmt(mean(r.udp_ip_bytes_per_s), 0),
                 fp,
             ]
         )
@@ -418,6 +190,7 @@ HEADERS = [
     "N",
     "join conv. (s)",
     "join after boot (s)",
+    "kill -9 suspect (s)",
     "kill -9 first (s)",
     "kill -9 all (s)",
     "leave all (s)",
@@ -429,41 +202,59 @@ HEADERS = [
 ]
 
 
+def loss_cell(r: RunResult) -> str:
+    """Loss in %, as set / as the nftables counters measured it (``-``: host lo)."""
+    measured = "-" if r.loss_measured is None else f"{100 * r.loss_measured:.2f}"
+    return f"{100 * r.loss:g} / {measured}"
+
+
+def results_table(results: Sequence[RunResult], systems: Sequence[str]) -> str:
+    """One table, rows grouped by N, then loss, then system in ``systems`` order."""
+    ordered = sorted(results, key=lambda r: (r.nodes, r.loss, systems.index(r.system)))
+    rows = [
+        [row[0], loss_cell(r), r.system, *row[1:]]
+        for r, row in zip(ordered, summary_rows(ordered), strict=True)
+    ]
+    return table([HEADERS[0], "loss % (set / measured)", "system", *HEADERS[1:]], rows)
+
+
+# -------------------------------------------------------------------------------------------------
+
+
 def add_cluster_arguments(ap: argparse.ArgumentParser, nodes: str) -> None:
     """The options every cluster run takes (this script's and ``encrypt_pair``'s)."""
-    ap.add_argument("--system", choices=sorted(SYSTEMS), required=True)
     ap.add_argument("--nodes", default=nodes, help="comma-separated cluster sizes")
-    ap.add_argument("--poll", type=float, default=Settings.poll)
-    ap.add_argument("--settle", type=float, default=Settings.settle)
-    ap.add_argument("--cpu-seconds", type=float, default=Settings.cpu_seconds)
-    ap.add_argument("--udp-seconds", type=float, default=Settings.udp_seconds)
-    ap.add_argument("--idle-seconds", type=float, default=Settings.idle_seconds)
-    ap.add_argument("--fp-poll", type=float, default=Settings.fp_poll)
-    ap.add_argument("--trials", type=int, default=Settings.trials, help="kill and leave trials")
-    ap.add_argument("--detect-timeout", type=float, default=Settings.detect_timeout)
+    ap.add_argument("--quick", action="store_true", help="smoke preset: short windows, 1 trial")
+    full = Settings()
+    for name in ("poll", "settle", "cpu_seconds", "udp_seconds", "idle_seconds", "fp_poll"):
+        ap.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float,
+            help=f"default {getattr(full, name)}, --quick {getattr(QUICK, name)}",
+        )
+    ap.add_argument("--trials", type=int, help="join, kill and leave trials (default 3)")
+    ap.add_argument("--detect-timeout", type=float, help="kill/leave timeout, + N/5 s")
+    ap.add_argument("--start-batch", type=int, help="nodes spawned before waiting (default 10)")
     ap.add_argument("--keep-workdir", action="store_true", help="keep node logs and pcaps")
 
 
 def cluster_settings(
     ap: argparse.ArgumentParser, args: argparse.Namespace, encrypt: bool = False
 ) -> tuple[Settings, list[int]]:
-    """The settings and cluster sizes ``add_cluster_arguments`` gave, checked."""
-    s = Settings(
-        poll=args.poll,
-        settle=args.settle,
-        cpu_seconds=args.cpu_seconds,
-        udp_seconds=min(args.udp_seconds, args.cpu_seconds),
-        idle_seconds=args.idle_seconds,
-        fp_poll=args.fp_poll,
-        trials=args.trials,
-        detect_timeout=args.detect_timeout,
-        encrypt=encrypt,
-    )
+    """The preset (full or ``--quick``) with the options given on top, and the sizes."""
+    preset = QUICK if args.quick else Settings()
+    given = {
+        f.name: getattr(args, f.name)
+        for f in fields(Settings)
+        if getattr(args, f.name, None) is not None
+    }
+    s = Settings(**{**asdict(preset), **given, "encrypt": encrypt})
+    s.udp_seconds = min(s.udp_seconds, s.cpu_seconds)
     sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
     if any(n < 4 for n in sizes):
         ap.error("every cluster size must be at least 4")
-    if s.trials < 1:
-        ap.error("--trials must be at least 1")
+    if s.trials < 1 or s.start_batch < 1:
+        ap.error("--trials and --start-batch must be at least 1")
     return s, sizes
 
 
@@ -477,75 +268,149 @@ def exit_on_signals() -> None:
     signal.signal(signal.SIGHUP, on_term)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def raise_fd_limit() -> None:
+    """Open files up to the hard limit: 100 nodes take a few hundred pipes and sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def run_one(
+    system: str, n: int, loss: float, s: Settings, key: str | None, workdir: Path, use_ns: bool
+) -> RunResult:
+    """One cluster of ``system``, in a fresh namespace with ``loss`` if ``use_ns``."""
+    with contextlib.ExitStack() as stack:
+        ns = stack.enter_context(netns.Netns(loss)) if use_ns else None
+        where = f"netns {ns.name}, loss {100 * loss:g} %" if ns else "host lo"
+        try:
+            base = find_base_port(n + s.trials, offsets=PORT_OFFSETS)
+            driver = SYSTEMS[system](workdir, base, key)
+            stack.callback(driver.close)
+            log(f"{system} N={n}: {where}, ports {base}.., workdir {workdir}")
+            res = run_cluster(driver, n, s, workdir)
+        except RuntimeError as exc:
+            log(f"{system} N={n} failed: {exc}")
+            res = RunResult(nodes=n, system=system, notes=[f"failed: {exc}"])
+        res.loss = loss
+        if ns is not None:
+            counts = ns.counters()
+            res.netns, res.loss_measured = ns.name, counts.fraction
+            res.udp_in_passed, res.udp_in_dropped = counts.passed, counts.dropped
+            log(f"{system} N={n}: UDP in {counts.passed} passed, {counts.dropped} dropped")
+    return res
+
+
+def _floats(ap: argparse.ArgumentParser, text: str) -> list[float]:
+    try:
+        losses = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--loss takes fractions like 0,0.01,0.05, not {text!r}")
+    if not losses or any(not 0 <= x < 1 for x in losses):
+        ap.error("--loss takes fractions in [0, 1), e.g. 0,0.01,0.05")
+    return losses
+
+
+def _default_out(systems: Sequence[str], losses: Sequence[float], quick: bool) -> Path:
+    parts = ["peers"]
+    parts += [] if list(systems) == list(SYSTEMS) else list(systems)
+    parts += ["loss"] if any(losses) else []
+    parts += ["quick"] if quick else []
+    return RESULTS / ("-".join(parts) + ".json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 - a flat CLI script
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    add_cluster_arguments(ap, "5,10,20")
+    ap.add_argument("--system", default=",".join(SYSTEMS), help="comma-separated, run in turn")
+    add_cluster_arguments(ap, "5,10,20,40,100")
+    ap.add_argument("--loss", default="0", help="UDP loss fractions, e.g. 0,0.01,0.05")
+    ap.add_argument("--no-netns", action="store_true", help="run on the host's lo (loss 0)")
     ap.add_argument("--encrypt", action="store_true", help="give every node the same 32-byte key")
-    ap.add_argument(
-        "--out", type=Path, help="JSON output (default bench/results/peers-SYSTEM.json)"
-    )
+    ap.add_argument("--out", type=Path, help="JSON output (default bench/results/peers*.json)")
     args = ap.parse_args(argv)
+    systems = [x.strip() for x in args.system.split(",") if x.strip()]
+    if not systems or any(x not in SYSTEMS for x in systems):
+        ap.error(f"--system takes a comma-separated list of {', '.join(SYSTEMS)}")
+    losses = _floats(ap, args.loss)
     s, sizes = cluster_settings(ap, args, args.encrypt)
+    use_ns = not args.no_netns
+    if use_ns:
+        reason = netns.unavailable_reason()
+        if reason is not None and any(losses):
+            ap.exit(2, f"--loss needs a network namespace per cluster: {reason}\n")
+        if reason is not None:
+            log(f"no network namespace ({reason}): clusters run on the host's lo")
+            use_ns = False
+        for name in netns.sweep_stale():
+            log(f"deleted namespace {name} left by a dead harness")
+    elif any(losses):
+        ap.error("--loss other than 0 needs the namespaces --no-netns turns off")
     key = base64.b64encode(secrets.token_bytes(32)).decode() if s.encrypt else None
+    raise_fd_limit()
     exit_on_signals()
 
+    combos = [(n, loss) for n in sizes for loss in losses]
+    estimate = estimate_seconds(systems, sizes, losses, s)
+    log(
+        f"{len(combos) * len(systems)} clusters ({', '.join(systems)} x N {args.nodes}"
+        f" x loss {args.loss}): estimated {estimate / 60:.0f} min"
+    )
     out: dict[str, Any] = {
-        "system": args.system,
-        "version": system_version(args.system),
+        "systems": systems,
+        "versions": {x: system_version(x) for x in systems},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "argv": list(argv if argv is not None else sys.argv[1:]),
         "host": {
             "cpus": os.cpu_count(),
             "kernel": platform.release(),
             "loadavg_at_start": os.getloadavg(),
         },
         "settings": asdict(s),
+        "estimated_s": estimate,
         "runs": [],
     }
-    if args.system == "kinship":
+    if "kinship" in systems:
         out["python_baseline_rss_mb"] = {
             "bare": python_baseline_rss(sys.executable, "sys"),
             "import kinship": python_baseline_rss(sys.executable, "sys, kinship"),
         }
+    path = args.out or _default_out(systems, losses, args.quick)
     results: list[RunResult] = []
-    top = Path(tempfile.mkdtemp(prefix=f"peers-{args.system}-"))
+    t0 = time.monotonic()
+    top = Path(tempfile.mkdtemp(prefix="peers-"))
     try:
-        for n in sizes:
-            workdir = top / f"n{n}"
-            base = find_base_port(n + s.trials, offsets=(0, RPC_OFFSET, HTTP_OFFSET))
-            driver = SYSTEMS[args.system](workdir, base, key)
-            log(f"{args.system} N={n}: ports {base}.., workdir {workdir}")
-            try:
-                res = run_cluster(driver, n, s, workdir)
-            except RuntimeError as exc:
-                log(f"N={n} failed: {exc}")
-                res = RunResult(nodes=n, notes=[f"failed: {exc}"])
-            finally:
-                driver.close()
-            results.append(res)
-            out["runs"] = [asdict(r) for r in results]
-            out["host"]["loadavg_at_end"] = os.getloadavg()
-            path = args.out or RESULTS / f"peers-{args.system}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(out, indent=2) + "\n")
+        for k, (n, loss) in enumerate(combos):
+            for system in run_order(systems, k):
+                workdir = top / f"n{n}-loss{loss:g}-{system}"
+                results.append(run_one(system, n, loss, s, key, workdir, use_ns))
+                out["runs"] = [asdict(r) for r in results]
+                out["host"]["loadavg_at_end"] = os.getloadavg()
+                out["elapsed_s"] = time.monotonic() - t0
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(out, indent=2) + "\n")
     finally:
         if args.keep_workdir:
             log(f"logs kept in {top}")
         else:
             shutil.rmtree(top, ignore_errors=True)
-    print(f"\n### {out['version']} ({args.system}), lan timing\n")
-    print(table(HEADERS, summary_rows(results)))
+    log(f"done in {(time.monotonic() - t0) / 60:.1f} min (estimated {estimate / 60:.0f}); {path}")
+    versions = ", ".join(out["versions"].values())
+    print(f"\n### {versions}; lan timing{', encrypted' if s.encrypt else ''}\n")
+    print(results_table(results, systems))
     for r in results:
         for note in r.notes:
-            print(f"\n- N={r.nodes}: {note}")
+            print(f"\n- {r.system} N={r.nodes} loss {100 * r.loss:g} %: {note}")
     if "python_baseline_rss_mb" in out:
-        base = out["python_baseline_rss_mb"]
+        rss = out["python_baseline_rss_mb"]
         print(
-            f"\nIdle interpreter RSS: bare {_fmt(base['bare'], 1)} MB,"
-            f" with kinship imported {_fmt(base['import kinship'], 1)} MB"
+            f"\nIdle interpreter RSS: bare {_fmt(rss['bare'], 1)} MB,"
+            f" with kinship imported {_fmt(rss['import kinship'], 1)} MB"
         )
     return 0
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -20,7 +20,7 @@ from typing import Any
 from bench.peers import msgpack_lite
 from bench.peers.driver import ALIVE, FAILED, LEAVING, LEFT, ProcessDriver, View
 
-RPC_OFFSET = 200
+RPC_OFFSET = 1000
 """Node i's RPC port is ``base_port + RPC_OFFSET + i``."""
 
 _STATUS = {"alive": ALIVE, "failed": FAILED, "leaving": LEAVING, "left": LEFT}
