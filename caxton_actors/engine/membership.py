@@ -8,12 +8,15 @@ stage. Everything that leaves the node leaves here, with the updates and heads s
 to be spread on board, but only to members: a stranger's ping gets a bare ack, no
 bigger than what it sent.
 
-Every packet it sends carries this node's wall clock, and every member's datagram
-tells how far that member's clock is from ours (``engine/skew.py``).
+Every ack it sends carries this node's wall clock, and every member's stamped datagram
+tells how far that member's clock is from ours (``engine/skew.py``): each node acks
+about once a probe interval, so every member's clock is still watched, and the other
+datagrams are spared the bytes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from caxton_actors.address import Address
@@ -73,25 +76,50 @@ MERGE_SLICE = 500
 MAX_HEADS = 8
 # Of those, how many may be old heads in rotation (see Heads).
 ROTATING_HEADS = 2
+# After news, the rotation goes through every head this many times, at one datagram a
+# probe interval (a node sends a ping and about one ack each: twice that, in practice),
+ROTATION_CYCLES = 3
+# and lasts at least this many probe intervals, however few heads there are.
+MIN_ROTATION_PROBES = 10
 
 
 class Heads:
-    """The registry heads this node spreads: news first, then a few of all it knows.
+    """The registry heads this node spreads: news first, then, for a while after the
+    last news, a few of all it knows.
 
-    News (heads that rose here) goes out like a membership update, a limited
-    number of times. The rest of each datagram's room carries the next few of
-    every head in turn: cheap anti-entropy, so a node that missed some news
-    hears of it within seconds, not at the next full-state exchange.
+    News (heads that rose here: this node's changes, and what it merged of others')
+    goes out like a membership update, a limited number of times. For a while after
+    the last news, long enough to go through the whole digest ``ROTATION_CYCLES``
+    times, the rest of each datagram's room carries the next few of every head in
+    turn: cheap anti-entropy, so a node that missed the news hears of it within
+    seconds. Then the rotation stops: a cluster at rest sends no heads, however many
+    owners it has. A node that missed the news all the same hears every head at its
+    next full-state exchange (``Timing.push_pull_period``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, probe_interval: float) -> None:
         self.news: BroadcastQueue[Head] = BroadcastQueue()
         self.digest: tuple[Head, ...] = ()
         """Every head this node knows."""
+        self._probe_interval = probe_interval
         self._cursor = 0
+        self._rotate_until = -math.inf
+        """Until when (monotonic) old heads ride along: a while after the last news."""
 
-    def for_datagram(self, limit: int) -> tuple[Head, ...]:
+    def spread(self, news: tuple[Head, ...], digest: tuple[Head, ...], now: float) -> None:
+        """``news``: heads that rose here; ``digest``: every head, as it now stands."""
+        self.digest = digest
+        if not news:
+            return
+        for head in news:
+            self.news.push(head)
+        probes = max(MIN_ROTATION_PROBES, ROTATION_CYCLES * math.ceil(len(digest) / ROTATING_HEADS))
+        self._rotate_until = now + probes * self._probe_interval
+
+    def for_datagram(self, now: float, limit: int) -> tuple[Head, ...]:
         taken = self.news.take(MAX_HEADS, limit)
+        if now >= self._rotate_until or not self.digest:
+            return taken
         room = min(ROTATING_HEADS, MAX_HEADS - len(taken), len(self.digest))
         rotating = tuple(self.digest[(self._cursor + i) % len(self.digest)] for i in range(room))
         self._cursor += room
@@ -101,7 +129,7 @@ class Heads:
 class MembershipStage:
     def __init__(self, members: Members) -> None:
         self.members = members
-        self.heads = Heads()
+        self.heads = Heads(members.timing.probe_interval)
         self.skew = Skew()
 
     def next_deadline(self) -> float:
@@ -116,7 +144,7 @@ class MembershipStage:
                 return self._inbound(now, wall, packet, source, answer)
             case SyncRequest(packet=packet, source=source):
                 outputs = self._inbound(now, wall, packet, source, answer=True)
-                return [*outputs, Answer(self.packet(members.full_state(), wall))]
+                return [*outputs, Answer(self.packet(members.full_state(), now, wall))]
             case Tick():
                 return self._run(now, wall, members.tick(now, bool(self.heads.news)))
             case Send():
@@ -124,12 +152,10 @@ class MembershipStage:
             case ProbeFailed(name=name, incarnation=incarnation):
                 return self._run(now, wall, members.suspect(now, name, incarnation))
             case SpreadHeads(news=news, digest=digest):
-                for head in news:
-                    self.heads.news.push(head)
-                self.heads.digest = digest
+                self.heads.spread(news, digest, now)
                 return []
             case PullFrom(source=source, pull=pull):
-                return [Exchange(source, self.packet(pull, wall))]
+                return [Exchange(source, self.packet(pull, now, wall))]
             case JoinCluster(addresses=addresses):
                 return self._run(now, wall, members.join(now, addresses))
             case LeaveCluster():
@@ -139,24 +165,27 @@ class MembershipStage:
             case MergeRest():
                 return self._merge_slice(now, wall, message)
 
-    def packet(self, message: WireMessage, wall: float, to_member: bool = True) -> Packet:
-        """``message`` from this node at ``wall``, with the updates and heads still to be
-        spread on board.
+    def packet(
+        self, message: WireMessage, now: float, wall: float, to_member: bool = True
+    ) -> Packet:
+        """``message`` from this node, with the updates and heads still to be spread on
+        board, and if it is an ack to a member this node's wall clock (``wall``, in ms).
 
         A full-state exchange carries the whole table and every head; registry stream
-        messages, and datagrams to an address no member has, carry nothing else.
+        messages, and datagrams to an address no member has, carry nothing else (a
+        stranger's ping gets a bare ack, no bigger than the ping).
         """
         members = self.members
-        sent_at = int(wall * 1000)
         if isinstance(message, StateSync):
-            return Packet(members.name, message, (), self.heads.digest, sent_at)
+            return Packet(members.name, message, (), self.heads.digest)
         if isinstance(message, (RegistryPull, AgentUpdate)) or not to_member:
-            return Packet(members.name, message, sent_at=sent_at)
+            return Packet(members.name, message)
+        sent_at = int(wall * 1000) if isinstance(message, Ack) else None
         # A pinged suspect hears of its suspicion first, so it can refute at once.
         prefer = message.target if isinstance(message, Ping) else None
         piggyback = members.take_broadcasts(MAX_PIGGYBACK, prefer)
         limit = members.timing.retransmit_limit(members.size())
-        heads = self.heads.for_datagram(limit)
+        heads = self.heads.for_datagram(now, limit)
         return Packet(members.name, message, piggyback, heads, sent_at)
 
     def _inbound(
@@ -234,9 +263,9 @@ class MembershipStage:
         for effect in effects:
             match effect:
                 case Send(to=to, message=StateSync() as sync):
-                    outputs.append(Exchange(to, self.packet(sync, wall)))
+                    outputs.append(Exchange(to, self.packet(sync, now, wall)))
                 case Send(to=to, message=message):
-                    packet = self.packet(message, wall, self.members.knows(to))
+                    packet = self.packet(message, now, wall, self.members.knows(to))
                     outputs.append(Transmit(to, packet))
                 case MemberChanged(member=member):
                     up = member.state in (State.ALIVE, State.SUSPECT)

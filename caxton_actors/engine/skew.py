@@ -1,7 +1,7 @@
 """How far each member's wall clock is from ours, from the times on its datagrams.
 
-Every packet a node's membership sends carries its wall clock in milliseconds
-(``Packet.sent_at``). What one datagram says of the sender's clock against ours is
+Every ack a node's membership sends to a member carries its wall clock in
+milliseconds (``Packet.sent_at``). What one datagram says of the sender's clock against ours is
 off by the time it took to get here, on the wire and in our mailbox, and that delay
 only ever makes the sender look behind: so the most a member's clock was ahead of
 ours over a stretch of datagrams is the estimate (as NTP keeps its smallest delay).

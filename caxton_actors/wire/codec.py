@@ -1,32 +1,39 @@
 """SWIM packets to bytes and back: ujson behind one door that trusts nothing.
 
-An envelope is a JSON object::
+An envelope is a JSON array, its fields by position::
 
-    {"v": 2, "c": "<cluster label>", "s": "<sender>",
-     "t": "<type>", "p": {<payload>}, "g": [["<update type>", {<update>}], ...],
-     "h": [["<owner>", <registry version>], ...], "w": <sender's wall clock, Unix ms>}
+    [3, "<cluster label>", "<sender>", <type>, [<payload>],
+     <wall clock>, [["<owner>", <registry version>], ...], [[<update type>, ...], ...]]
 
-``v`` is the protocol version; ``c`` keeps two clusters on one network apart (with
-keys, both also go into the seal: see ``channel.py``). ``w`` may be left off (a
-node before it sent none); a receiver only compares it with its own clock. Decoding returns a typed
-:class:`~caxton_actors.engine.messages.Packet` or raises :class:`DecodeError` whose
-``reason`` is a fixed word, to be counted. Every field is bounded: names by pattern,
-numbers by range, lists by count, and an address must be an IP literal, never a name
-to look up.
+``3`` is the protocol version; the cluster label keeps two clusters on one network
+apart (with keys, both also go into the seal: see ``channel.py``). The type is a
+:class:`MessageType`, which also gives the payload's fields; an update is a list that
+starts with its :class:`UpdateType`. The wall clock is the sender's, Unix ms, or null:
+only acks carry one (``engine/skew.py``), and a receiver only compares it with its own.
+Then come the registry heads the sender spreads, then its piggybacked updates. Fields at
+the end that are absent or empty are left off, so an idle ping is
+``[3,"caxton","n1",1,[17,"n2"]]`` and its ack ``[3,"caxton","n2",2,[17],1764000000123]``:
+by position, not by key, because a cluster at rest sends little else, and keys were
+half of it.
 
-The seed's ``GossipType`` maps onto the types as: ``StateSync`` is
-``state_sync``; ``NodeJoin`` is ``node_join`` (an alive update); ``NodeLeave``
-is ``node_leave``; ``HealthCheck`` is SWIM's ``ping``, ``ack``, ``nack`` and
-``ping_req``; ``AgentUpdate`` is ``agent_update``, the answer to a
-``registry_pull``, both on the stream.
+Decoding returns a typed :class:`~caxton_actors.engine.messages.Packet` or raises
+:class:`DecodeError` whose ``reason`` is a fixed word, to be counted. Every field is
+bounded: names by pattern, numbers by range, lists by count, and an address must be an
+IP literal, never a name to look up.
+
+The seed's ``GossipType`` maps onto the types as: ``StateSync`` is ``STATE_SYNC``;
+``NodeJoin`` is ``NODE_JOIN`` (an alive update); ``NodeLeave`` is ``NODE_LEAVE``;
+``HealthCheck`` is SWIM's ``PING``, ``ACK``, ``NACK`` and ``PING_REQ``; ``AgentUpdate``
+is ``AGENT_UPDATE``, the answer to a ``REGISTRY_PULL``, both on the stream.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any, TypeVar
 
 import ujson
 
@@ -60,19 +67,53 @@ from caxton_actors.wire.keyring import (
     parse_key,
 )
 
-VERSION = 2
+VERSION = 3
 MAX_DATAGRAM = 1400
 MAX_STREAM_MESSAGE = 8 * 1024 * 1024
 # A stream request (a pushed table of MAX_MEMBERS, a pull) is smaller than an answer may be.
 MAX_STREAM_REQUEST = 4 * 1024 * 1024
 MAX_STATE_RECORDS = MAX_MEMBERS
 MAX_HEADS = MAX_MEMBERS
+MAX_UPDATES = MAX_MEMBERS  # at most one a member
 MAX_META_ITEMS = 16
 MAX_META_TEXT = 256
 MAX_AGENT_TEXT = 256  # an agent id or capability: the registry's own limits are tighter
 MAX_IP_TEXT = 45  # the longest IPv6 literal
 MAX_KEYS = 64  # keys in one keyring reply
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_ENVELOPE = 5
+"""Fields every envelope has; the wall clock, heads and updates may be left off."""
+_LEFT_OFF: list[Any] = [None, [], []]
+"""What the wall clock, heads and updates are when left off."""
+
+
+class MessageType(IntEnum):
+    """A packet's type on the wire, and the fields of its payload."""
+
+    PING = 1  # [seq, target]
+    ACK = 2  # [seq]
+    NACK = 3  # [seq]
+    PING_REQ = 4  # [seq, target]
+    GOSSIP = 5  # []: only the updates and heads it carries
+    STATE_SYNC = 6  # [[[name, [ip, port], incarnation, state, {meta}], ...], reply]
+    REGISTRY_PULL = 7  # [[[owner, version], ...]]
+    AGENT_UPDATE = 8  # [[[owner, id, version, [capability, ...], changed_at, deleted], ...],
+    #                    [[owner, version], ...], {owner: [live id, ...]}]
+    KEYRING = 9  # [op, key or null]
+    KEYRING_REPLY = 10  # [[key, ...], error]
+    KEYRING_OFFER = 11  # [[key, ...], epoch]
+
+
+class UpdateType(IntEnum):
+    """A piggybacked update's type on the wire, its first field; then its own."""
+
+    NODE_JOIN = 1  # [1, name, incarnation, [ip, port], {meta}]: alive
+    NODE_SUSPECT = 2  # [2, name, incarnation, by]
+    NODE_DEAD = 3  # [3, name, incarnation, by]
+    NODE_LEAVE = 4  # [4, name, incarnation]
+
+
+_Code = TypeVar("_Code", MessageType, UpdateType)
 
 
 class DecodeError(Exception):
@@ -90,58 +131,52 @@ def _addr(addr: Address) -> list[Any]:
     return [addr[0], addr[1]]
 
 
-def _record(r: MemberRecord) -> dict[str, Any]:
-    return {
-        "n": r.name,
-        "a": _addr(r.addr),
-        "i": r.incarnation,
-        "st": r.state.value,
-        "m": dict(r.meta),
-    }
+def _record(r: MemberRecord) -> list[Any]:
+    return [r.name, _addr(r.addr), r.incarnation, r.state.value, dict(r.meta)]
 
 
-def _payload(message: WireMessage) -> tuple[str, dict[str, Any]]:
+def _payload(message: WireMessage) -> tuple[MessageType, list[Any]]:
     match message:
         case Ping(seq=seq, target=target):
-            return "ping", {"q": seq, "n": target}
+            return MessageType.PING, [seq, target]
         case Ack(seq=seq):
-            return "ack", {"q": seq}
+            return MessageType.ACK, [seq]
         case Nack(seq=seq):
-            return "nack", {"q": seq}
+            return MessageType.NACK, [seq]
         case PingReq(seq=seq, target=target):
-            return "ping_req", {"q": seq, "n": target}
+            return MessageType.PING_REQ, [seq, target]
         case Gossip():
-            return "gossip", {}
+            return MessageType.GOSSIP, []
         case StateSync(members=members, reply=reply):
-            return "state_sync", {"m": [_record(r) for r in members], "r": reply}
+            return MessageType.STATE_SYNC, [[_record(r) for r in members], reply]
         case RegistryPull(heads=heads):
-            return "registry_pull", {"h": _heads(heads)}
+            return MessageType.REGISTRY_PULL, [_heads(heads)]
         case AgentUpdate(records=records, heads=heads, live=live):
             rows = [
                 [r.owner, r.agent_id, r.version, list(r.capabilities), r.changed_at, r.deleted]
                 for r in records
             ]
             alive = {owner: list(ids) for owner, ids in live}
-            return "agent_update", {"r": rows, "h": _heads(heads), "x": alive}
+            return MessageType.AGENT_UPDATE, [rows, _heads(heads), alive]
         case KeyringRequest(op=op, key=key):
-            return "keyring", {"o": op.value, "k": None if key is None else encode_key(key)}
+            return MessageType.KEYRING, [op.value, None if key is None else encode_key(key)]
         case KeyringReply(keys=keys, error=error):
-            return "keyring_reply", {"k": list(keys), "e": error}
+            return MessageType.KEYRING_REPLY, [list(keys), error]
         case KeyringOffer(keys=keys, epoch=epoch):
-            return "keyring_offer", {"k": [encode_key(k) for k in keys], "e": epoch}
+            return MessageType.KEYRING_OFFER, [[encode_key(k) for k in keys], epoch]
     raise TypeError(f"not a message: {message!r}")
 
 
 def _update(update: Update) -> list[Any]:
     match update:
         case Alive(name=name, incarnation=inc, addr=addr, meta=meta):
-            return ["node_join", {"n": name, "i": inc, "a": _addr(addr), "m": dict(meta)}]
+            return [UpdateType.NODE_JOIN, name, inc, _addr(addr), dict(meta)]
         case Suspect(name=name, incarnation=inc, by=by):
-            return ["node_suspect", {"n": name, "i": inc, "b": by}]
+            return [UpdateType.NODE_SUSPECT, name, inc, by]
         case Dead(name=name, incarnation=inc, by=by):
-            return ["node_dead", {"n": name, "i": inc, "b": by}]
+            return [UpdateType.NODE_DEAD, name, inc, by]
         case Left(name=name, incarnation=inc):
-            return ["node_leave", {"n": name, "i": inc}]
+            return [UpdateType.NODE_LEAVE, name, inc]
     raise TypeError(f"not an update: {update!r}")
 
 
@@ -152,23 +187,12 @@ def _heads(heads: tuple[Head, ...]) -> list[list[Any]]:
 def encode(packet: Packet, cluster: str, limit: int = MAX_DATAGRAM) -> bytes:
     """At most ``limit`` bytes: piggybacked heads, then updates, that do not fit are left off."""
     kind, payload = _payload(packet.message)
-    envelope = {
-        "v": VERSION,
-        "c": cluster,
-        "s": packet.sender,
-        "t": kind,
-        "p": payload,
-    }
-    if packet.sent_at is not None:
-        envelope["w"] = packet.sent_at
     updates = [_update(u) for u in packet.piggyback]
     heads = _heads(packet.heads)
     while True:
-        envelope["g"] = updates
-        if heads:
-            envelope["h"] = heads
-        else:
-            envelope.pop("h", None)
+        envelope = [VERSION, cluster, packet.sender, kind, payload, packet.sent_at, heads, updates]
+        while len(envelope) > _ENVELOPE and envelope[-1] in (None, []):
+            envelope.pop()
         data: bytes = ujson.dumps(envelope, ensure_ascii=False).encode()
         if len(data) <= limit or not (updates or heads):
             return data
@@ -181,101 +205,45 @@ def encode(packet: Packet, cluster: str, limit: int = MAX_DATAGRAM) -> bytes:
 # Decoding: every field checked, every failure a DecodeError.
 
 
-def _field(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    value = obj.get(key)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise DecodeError("bad_field", f"{where}.{key}")
+def _fields(value: Any, count: int, where: str) -> list[Any]:
+    """``value`` as a list of exactly ``count`` fields."""
+    if not isinstance(value, list) or len(value) != count:
+        raise DecodeError("bad_field", where)
     return value
 
 
-def _seq(obj: Mapping[str, Any], where: str) -> int:
-    value: int = _field(obj, "q", int, where)
-    if not 0 <= value < 2**63:
-        raise DecodeError("bad_field", f"{where}.q")
+def _items(value: Any, most: int, where: str) -> list[Any]:
+    """``value`` as a list of at most ``most`` items."""
+    if not isinstance(value, list) or len(value) > most:
+        raise DecodeError("bad_field", where)
     return value
 
 
-def _name(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value: str = _field(obj, key, str, where)
-    if not _NAME.fullmatch(value):
-        raise DecodeError("bad_name", f"{where}.{key}")
-    return value
-
-
-def _incarnation(obj: Mapping[str, Any], where: str) -> int:
-    value: int = _field(obj, "i", int, where)
-    if not 0 <= value < 2**63:
-        raise DecodeError("bad_field", f"{where}.i")
-    return value
-
-
-def _parse_addr(obj: Mapping[str, Any], where: str) -> Address:
-    value = obj.get("a")
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not isinstance(value[0], str)
-        or not 0 < len(value[0]) <= MAX_IP_TEXT
-        or not isinstance(value[1], int)
-        or isinstance(value[1], bool)
-        or not 0 < value[1] <= 65535
-    ):
-        raise DecodeError("bad_field", f"{where}.a")
-    try:  # a literal only: a name would be looked up, blocking the node on DNS
-        host = str(ipaddress.ip_address(value[0]))
-    except ValueError:
-        raise DecodeError("bad_address", f"{where}.a") from None
-    return Address(host, value[1])
-
-
-def _meta(obj: Mapping[str, Any], where: str) -> Meta:
-    value = obj.get("m", {})
-    if not isinstance(value, dict) or len(value) > MAX_META_ITEMS:
-        raise DecodeError("bad_field", f"{where}.m")
-    for key, item in value.items():
-        if not isinstance(item, str) or len(key) > MAX_META_TEXT or len(item) > MAX_META_TEXT:
-            raise DecodeError("bad_field", f"{where}.m")
-    return tuple(sorted(value.items()))
-
-
-def _parse_record(obj: Any) -> MemberRecord:
-    if not isinstance(obj, dict):
-        raise DecodeError("bad_field", "record")
-    try:
-        state = State(obj.get("st"))
-    except ValueError:
-        raise DecodeError("bad_field", "record.st") from None
-    return MemberRecord(
-        _name(obj, "n", "record"),
-        _parse_addr(obj, "record"),
-        _incarnation(obj, "record"),
-        state,
-        _meta(obj, "record"),
-    )
-
-
-def _parse_sync(p: Mapping[str, Any]) -> StateSync:
-    members = p.get("m")
-    if not isinstance(members, list) or len(members) > MAX_STATE_RECORDS:
-        raise DecodeError("bad_field", "state_sync.m")
-    return StateSync(tuple(_parse_record(r) for r in members), _field(p, "r", bool, "state_sync"))
-
-
-def _version(value: Any, where: str) -> int:
+def _number(value: Any, where: str) -> int:
+    """A sequence number, incarnation, version or time: a JSON integer in [0, 2^63)."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
         raise DecodeError("bad_field", where)
     return value
 
 
-def _parse_heads(value: Any, where: str) -> tuple[Head, ...]:
-    if not isinstance(value, list) or len(value) > MAX_HEADS:
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
         raise DecodeError("bad_field", where)
-    heads = []
-    for item in value:
-        if not (isinstance(item, list) and len(item) == 2):
-            raise DecodeError("bad_field", where)
-        heads.append(Head(_name({"n": item[0]}, "n", where), _version(item[1], where)))
-    return tuple(heads)
+    return value
+
+
+def _text(value: Any, most: int, where: str) -> str:
+    if not isinstance(value, str) or len(value) > most:
+        raise DecodeError("bad_field", where)
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise DecodeError("bad_field", where)
+    if not _NAME.fullmatch(value):
+        raise DecodeError("bad_name", where)
+    return value
 
 
 def _agent_text(value: Any, where: str) -> str:
@@ -284,100 +252,197 @@ def _agent_text(value: Any, where: str) -> str:
     return value
 
 
-def _parse_agent(row: Any) -> AgentRecord:
-    where = "agent_update.r"
-    if not (isinstance(row, list) and len(row) == 6 and isinstance(row[3], list)):
+def _parse_addr(value: Any, where: str) -> Address:
+    host, port = _fields(value, 2, where)
+    if (
+        not isinstance(host, str)
+        or not 0 < len(host) <= MAX_IP_TEXT
+        or not isinstance(port, int)
+        or isinstance(port, bool)
+        or not 0 < port <= 65535
+    ):
         raise DecodeError("bad_field", where)
-    owner, agent_id, version, capabilities, changed_at, deleted = row
-    if not isinstance(deleted, bool):
+    try:  # a literal only: a name would be looked up, blocking the node on DNS
+        literal = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise DecodeError("bad_address", where) from None
+    return Address(literal, port)
+
+
+def _meta(value: Any, where: str) -> Meta:
+    if not isinstance(value, dict) or len(value) > MAX_META_ITEMS:
         raise DecodeError("bad_field", where)
-    return AgentRecord(
-        _name({"n": owner}, "n", where),
-        _agent_text(agent_id, where),
-        _version(version, where),
-        tuple(_agent_text(c, where) for c in capabilities),
-        _version(changed_at, where),
-        deleted,
+    for key, item in value.items():
+        if not isinstance(item, str) or len(key) > MAX_META_TEXT or len(item) > MAX_META_TEXT:
+            raise DecodeError("bad_field", where)
+    return tuple(sorted(value.items()))
+
+
+def _parse_record(value: Any) -> MemberRecord:
+    where = "state_sync.record"
+    name, addr, incarnation, state, meta = _fields(value, 5, where)
+    try:  # a str first: the enum would repr anything else, however deeply nested
+        parsed = State(_text(state, MAX_META_TEXT, f"{where}.state"))
+    except ValueError:
+        raise DecodeError("bad_field", f"{where}.state") from None
+    return MemberRecord(
+        _name(name, where),
+        _parse_addr(addr, where),
+        _number(incarnation, where),
+        parsed,
+        _meta(meta, where),
     )
 
 
-def _parse_update(p: Mapping[str, Any]) -> AgentUpdate:
-    rows, live = p.get("r"), p.get("x", {})
-    if not isinstance(rows, list) or not isinstance(live, dict):
+def _parse_sync(members: Any, reply: Any) -> StateSync:
+    records = _items(members, MAX_STATE_RECORDS, "state_sync.members")
+    return StateSync(tuple(_parse_record(r) for r in records), _flag(reply, "state_sync.reply"))
+
+
+def _parse_heads(value: Any, where: str) -> tuple[Head, ...]:
+    heads = []
+    for item in _items(value, MAX_HEADS, where):
+        name, version = _fields(item, 2, where)
+        heads.append(Head(_name(name, where), _number(version, where)))
+    return tuple(heads)
+
+
+def _parse_agent(row: Any) -> AgentRecord:
+    where = "agent_update.records"
+    owner, agent_id, version, capabilities, changed_at, deleted = _fields(row, 6, where)
+    if not isinstance(capabilities, list):
+        raise DecodeError("bad_field", where)
+    return AgentRecord(
+        _name(owner, where),
+        _agent_text(agent_id, where),
+        _number(version, where),
+        tuple(_agent_text(c, where) for c in capabilities),
+        _number(changed_at, where),
+        _flag(deleted, where),
+    )
+
+
+def _parse_agent_update(records: Any, heads: Any, live: Any) -> AgentUpdate:
+    where = "agent_update.live"
+    if not isinstance(records, list) or not isinstance(live, dict):
         raise DecodeError("bad_field", "agent_update")
-    where = "agent_update.x"
     for ids in live.values():
         if not isinstance(ids, list):
             raise DecodeError("bad_field", where)
     return AgentUpdate(
-        tuple(_parse_agent(row) for row in rows),
-        _parse_heads(p.get("h"), "agent_update.h"),
+        tuple(_parse_agent(row) for row in records),
+        _parse_heads(heads, "agent_update.heads"),
         tuple(
-            (_name({"n": owner}, "n", where), tuple(_agent_text(i, where) for i in ids))
+            (_name(owner, where), tuple(_agent_text(i, where) for i in ids))
             for owner, ids in live.items()
         ),
     )
 
 
-def _parse_keyring(p: Mapping[str, Any]) -> KeyringRequest:
+def _parse_keyring(op: Any, key: Any) -> KeyringRequest:
     try:
-        op = KeyOp(_field(p, "o", str, "keyring"))
-        key = p.get("k")
-        return KeyringRequest(op, None if key is None else parse_key(_field(p, "k", str, "key")))
+        return KeyringRequest(
+            KeyOp(_text(op, MAX_META_TEXT, "keyring.op")),
+            None if key is None else parse_key(_text(key, MAX_META_TEXT, "keyring.key")),
+        )
     except (ValueError, KeyringError):
         raise DecodeError("bad_field", "keyring") from None
 
 
-def _parse_keyring_reply(p: Mapping[str, Any]) -> KeyringReply:
-    keys = _field(p, "k", list, "keyring_reply")
-    error: str = _field(p, "e", str, "keyring_reply")
-    if len(keys) > MAX_KEYS or len(error) > MAX_META_TEXT:
-        raise DecodeError("bad_field", "keyring_reply")
-    return KeyringReply(tuple(_agent_text(k, "keyring_reply.k") for k in keys), error)
+def _parse_keyring_reply(keys: Any, error: Any) -> KeyringReply:
+    where = "keyring_reply"
+    return KeyringReply(
+        tuple(_agent_text(k, where) for k in _items(keys, MAX_KEYS, where)),
+        _text(error, MAX_META_TEXT, where),
+    )
 
 
-def _parse_keyring_offer(p: Mapping[str, Any]) -> KeyringOffer:
-    keys = _field(p, "k", list, "keyring_offer")
-    if not 0 < len(keys) <= MAX_KEYS:
-        raise DecodeError("bad_field", "keyring_offer.k")
+def _parse_keyring_offer(keys: Any, epoch: Any) -> KeyringOffer:
+    where = "keyring_offer"
+    offered = _items(keys, MAX_KEYS, where)
+    if not offered:
+        raise DecodeError("bad_field", where)
     try:
-        parsed = tuple(parse_key(_field({"k": k}, "k", str, "keyring_offer")) for k in keys)
+        parsed = tuple(parse_key(_text(k, MAX_META_TEXT, where)) for k in offered)
     except KeyringError:
-        raise DecodeError("bad_field", "keyring_offer.k") from None
-    return KeyringOffer(parsed, _version(p.get("e"), "keyring_offer.e"))
+        raise DecodeError("bad_field", where) from None
+    return KeyringOffer(parsed, _number(epoch, where))
 
 
-_MESSAGES: dict[str, Callable[[Mapping[str, Any]], WireMessage]] = {
-    "ping": lambda p: Ping(_seq(p, "ping"), _name(p, "n", "ping")),
-    "ack": lambda p: Ack(_seq(p, "ack")),
-    "nack": lambda p: Nack(_seq(p, "nack")),
-    "ping_req": lambda p: PingReq(_seq(p, "ping_req"), _name(p, "n", "ping_req")),
-    "gossip": lambda p: Gossip(),
-    "state_sync": _parse_sync,
-    "registry_pull": lambda p: RegistryPull(_parse_heads(p.get("h"), "registry_pull.h")),
-    "agent_update": _parse_update,
-    "keyring": _parse_keyring,
-    "keyring_reply": _parse_keyring_reply,
-    "keyring_offer": _parse_keyring_offer,
+_MESSAGES: dict[MessageType, tuple[int, Callable[..., WireMessage]]] = {
+    # A payload's field count, and what makes the message of its fields.
+    MessageType.PING: (2, lambda seq, target: Ping(_number(seq, "ping"), _name(target, "ping"))),
+    MessageType.ACK: (1, lambda seq: Ack(_number(seq, "ack"))),
+    MessageType.NACK: (1, lambda seq: Nack(_number(seq, "nack"))),
+    MessageType.PING_REQ: (
+        2,
+        lambda seq, target: PingReq(_number(seq, "ping_req"), _name(target, "ping_req")),
+    ),
+    MessageType.GOSSIP: (0, Gossip),
+    MessageType.STATE_SYNC: (2, _parse_sync),
+    MessageType.REGISTRY_PULL: (1, lambda h: RegistryPull(_parse_heads(h, "registry_pull"))),
+    MessageType.AGENT_UPDATE: (3, _parse_agent_update),
+    MessageType.KEYRING: (2, _parse_keyring),
+    MessageType.KEYRING_REPLY: (2, _parse_keyring_reply),
+    MessageType.KEYRING_OFFER: (2, _parse_keyring_offer),
 }
 
-_UPDATES: dict[str, Callable[[Mapping[str, Any]], Update]] = {
-    "node_join": lambda u: Alive(
-        _name(u, "n", "node_join"),
-        _incarnation(u, "node_join"),
-        _parse_addr(u, "node_join"),
-        _meta(u, "node_join"),
+_UPDATES: dict[UpdateType, tuple[int, Callable[..., Update]]] = {
+    # An update's field count after its type, and what makes the update of them.
+    UpdateType.NODE_JOIN: (
+        4,
+        lambda name, inc, addr, meta: Alive(
+            _name(name, "node_join"),
+            _number(inc, "node_join"),
+            _parse_addr(addr, "node_join"),
+            _meta(meta, "node_join"),
+        ),
     ),
-    "node_suspect": lambda u: Suspect(
-        _name(u, "n", "node_suspect"),
-        _incarnation(u, "node_suspect"),
-        _name(u, "b", "node_suspect"),
+    UpdateType.NODE_SUSPECT: (
+        3,
+        lambda name, inc, by: Suspect(
+            _name(name, "node_suspect"), _number(inc, "node_suspect"), _name(by, "node_suspect")
+        ),
     ),
-    "node_dead": lambda u: Dead(
-        _name(u, "n", "node_dead"), _incarnation(u, "node_dead"), _name(u, "b", "node_dead")
+    UpdateType.NODE_DEAD: (
+        3,
+        lambda name, inc, by: Dead(
+            _name(name, "node_dead"), _number(inc, "node_dead"), _name(by, "node_dead")
+        ),
     ),
-    "node_leave": lambda u: Left(_name(u, "n", "node_leave"), _incarnation(u, "node_leave")),
+    UpdateType.NODE_LEAVE: (
+        2,
+        lambda name, inc: Left(_name(name, "node_leave"), _number(inc, "node_leave")),
+    ),
 }
+
+
+def _shown(value: Any) -> str:
+    """A hostile value for a drop's detail: never its repr if it is a list or an object,
+    which could nest deeper than repr can recurse."""
+    if isinstance(value, (list, dict)):
+        return type(value).__name__
+    return repr(value)[:20]
+
+
+def _code(value: Any, codes: type[_Code]) -> _Code | None:
+    """The member of ``codes`` that ``value`` is, or None (a bool is no code)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        return codes(value)
+    except ValueError:
+        return None
+
+
+def _parse_update(item: Any) -> Update:
+    if not isinstance(item, list) or not item:
+        raise DecodeError("bad_field", "updates")
+    kind = _code(item[0], UpdateType)
+    if kind is None:
+        raise DecodeError("unknown_type", _shown(item[0]))
+    count, parse = _UPDATES[kind]
+    return parse(*_fields(item[1:], count, kind.name.lower()))
 
 
 def decode(data: bytes, cluster: str, limit: int = MAX_DATAGRAM) -> Packet:
@@ -387,33 +452,27 @@ def decode(data: bytes, cluster: str, limit: int = MAX_DATAGRAM) -> Packet:
         envelope = ujson.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise DecodeError("malformed") from None
-    if not isinstance(envelope, dict):
-        raise DecodeError("malformed", "not an object")
-    if envelope.get("v") != VERSION:
-        raise DecodeError("unknown_version", repr(envelope.get("v"))[:20])
-    if envelope.get("c") != cluster:
+    if isinstance(envelope, dict):  # version 2's envelope was an object
+        raise DecodeError("unknown_version", _shown(envelope.get("v")))
+    if not isinstance(envelope, list) or not envelope:
+        raise DecodeError("malformed", "not an envelope")
+    if envelope[0] != VERSION:
+        raise DecodeError("unknown_version", _shown(envelope[0]))
+    if not _ENVELOPE <= len(envelope) <= _ENVELOPE + 3:
+        raise DecodeError("malformed", f"{len(envelope)} fields")
+    _, label, sender, kind, payload, *rest = envelope
+    sent_at, heads, updates = rest + _LEFT_OFF[len(rest) :]
+    if label != cluster:
         raise DecodeError("other_cluster")
-    kind = envelope.get("t")
-    parse = _MESSAGES.get(kind) if isinstance(kind, str) else None
-    payload = envelope.get("p")
-    if parse is None or not isinstance(payload, dict):
-        raise DecodeError("unknown_type", str(kind)[:20])
-    updates = envelope.get("g", [])
-    if not isinstance(updates, list):
-        raise DecodeError("bad_field", "g")
-    piggyback = []
-    for item in updates:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)):
-            raise DecodeError("bad_field", "g")
-        parse_update = _UPDATES.get(item[0]) if isinstance(item[0], str) else None
-        if parse_update is None:
-            raise DecodeError("unknown_type", str(item[0])[:20])
-        piggyback.append(parse_update(item[1]))
-    sent_at = envelope.get("w")
+    message_type = _code(kind, MessageType)
+    if message_type is None:
+        raise DecodeError("unknown_type", _shown(kind))
+    count, parse = _MESSAGES[message_type]
+    message = parse(*_fields(payload, count, message_type.name.lower()))
     return Packet(
-        _name(envelope, "s", "envelope"),
-        parse(payload),
-        tuple(piggyback),
-        _parse_heads(envelope.get("h", []), "h"),
-        None if sent_at is None else _version(sent_at, "w"),
+        _name(sender, "sender"),
+        message,
+        tuple(_parse_update(u) for u in _items(updates, MAX_UPDATES, "updates")),
+        _parse_heads(heads, "heads"),
+        None if sent_at is None else _number(sent_at, "wall"),
     )

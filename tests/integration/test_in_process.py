@@ -351,8 +351,16 @@ def test_a_node_whose_clock_runs_fast_cannot_take_over_an_agent_and_is_reported(
     _eventually(lambda: owners() == ["n0", "n0"], 5.0, "x moved to n0, as both see it")
     gevent.sleep(1.0)  # and it stays there
     assert owners() == ["n0", "n0"]
-    # Each finds the other's clock off by two minutes, after some seconds of its datagrams.
-    _eventually(lambda: "n1" in _get(n0, "/health/gossip")["skewed_peers"], 15.0, "reported")
+    # Each finds the other's clock off by two minutes, after some seconds of its acks (each
+    # acks the other's pings: the two may be found a probe interval apart).
+    _eventually(
+        lambda: (
+            "n1" in _get(n0, "/health/gossip")["skewed_peers"]
+            and "n0" in _get(n1, "/health/gossip")["skewed_peers"]
+        ),
+        15.0,
+        "reported",
+    )
     assert 119 < _get(n0, "/health/gossip")["skewed_peers"]["n1"] < 121
     assert -121 < _get(n1, "/health/gossip")["skewed_peers"]["n0"] < -119
     said = [r.getMessage() for r in caplog.records if "the clock of member" in r.getMessage()]

@@ -6,8 +6,10 @@ import random
 
 import pytest
 
+from caxton_actors.engine.membership import ROTATING_HEADS, ROTATION_CYCLES
 from caxton_actors.registry.replica import UNREACHABLE
-from caxton_actors.sim.cluster import Cluster, Network
+from caxton_actors.sim.cluster import WALL_EPOCH, Cluster, Network
+from caxton_actors.swim.messages import Gossip
 from caxton_actors.swim.timing import LAN
 
 SEEDS = range(30)
@@ -129,6 +131,29 @@ def test_concurrent_reregistration_and_deletion_end_the_same_everywhere(seed: in
     [view] = views
     assert view is not None
     assert (view.owner, view.capabilities) == ("n2", ("moved",))
+
+
+@pytest.mark.parametrize("seed", SEEDS[:10])
+def test_news_nobody_heard_still_reaches_everyone_by_a_full_state_exchange(seed: int) -> None:
+    """At rest no datagram carries a head, however many owners there are: old heads
+    ride along only for a while after news. A change whose news was lost altogether
+    still spreads, from the first full-state exchange with its owner (each node has
+    one every push-pull interval), then as news again."""
+    cluster = _cluster(seed)
+    for i, name in enumerate(cluster.live):
+        cluster.register(name, f"a{i}")
+    _run_until_agreed(cluster, bound=10.0)
+    # Past every node's rotation after the last news it merged.
+    cluster.run_for(ROTATION_CYCLES * SIZE / ROTATING_HEADS * LAN.probe_interval + 1.0)
+    for name in cluster.live:
+        membership = cluster.node(name).membership
+        assert membership.packet(Gossip(), cluster.now, WALL_EPOCH + cluster.now).heads == ()
+    replica = cluster.node("n5").registry.replica
+    replica.register("unheard", (), cluster.now, WALL_EPOCH + cluster.now)
+    assert [h.name for h in replica.take_news()] == ["n5"]  # lost: no datagram carries it
+    _run_until_agreed(cluster, bound=LAN.push_pull_interval + 10.0)
+    for name in cluster.live:
+        assert _agents(cluster, name)["unheard"] == "n5"
 
 
 def test_a_restarted_owner_is_believed_over_its_past() -> None:

@@ -75,7 +75,16 @@ def test_every_message_round_trips_with_piggyback(message: WireMessage) -> None:
 def test_the_senders_clock_rides_along_and_may_be_left_off() -> None:
     stamped = Packet("n0", Ping(1, "n2"), UPDATES, HEADS, sent_at=1_764_000_000_123)
     assert decode(encode(stamped, "c"), "c") == stamped
-    assert decode(_envelope(), "c").sent_at is None  # from a node that stamps nothing
+    assert decode(_envelope(), "c").sent_at is None  # an ack from a node that stamps none
+    unstamped = Packet("n0", Ping(1, "n2"), UPDATES, HEADS)
+    assert decode(encode(unstamped, "c"), "c") == unstamped  # null, heads and updates after
+
+
+def test_an_idle_ping_and_ack_are_positional_with_nothing_trailing() -> None:
+    ping = encode(Packet("caxton-00", Ping(1234, "caxton-05")), "caxton")
+    ack = encode(Packet("caxton-05", Ack(1234), sent_at=1_764_000_000_123), "caxton")
+    assert ping == b'[3,"caxton","caxton-00",1,[1234,"caxton-05"]]'
+    assert ack == b'[3,"caxton","caxton-05",2,[1234],1764000000123]'
 
 
 def test_updates_that_do_not_fit_are_left_off() -> None:
@@ -96,69 +105,96 @@ def test_heads_that_do_not_fit_go_before_updates() -> None:
     assert 0 < len(decoded.heads) < len(heads)
 
 
-def _envelope(**changes: object) -> bytes:
-    base: dict[str, object] = {
-        "v": 2,
-        "c": "c",
-        "s": "n0",
-        "t": "ack",
-        "p": {"q": 1},
-    }
-    base.update(changes)
-    return ujson.dumps(base).encode()
+def _envelope(
+    kind: object = 2,
+    payload: object = (1,),
+    *trailing: object,
+    version: object = 3,
+    cluster: object = "c",
+    sender: object = "n0",
+) -> bytes:
+    """An ack from n0 unless told otherwise; ``trailing``: wall clock, heads, updates."""
+    fields = [version, cluster, sender, kind, payload, *trailing]
+    return ujson.dumps(fields).encode()
 
 
-def _join(addr: list[object]) -> bytes:
-    return _envelope(g=[["node_join", {"n": "x", "i": 1, "a": addr}]])
+def _updates(*updates: object) -> bytes:
+    return _envelope(2, [1], None, [], list(updates))
+
+
+def _heads(heads: object) -> bytes:
+    return _envelope(2, [1], None, heads)
+
+
+def _join(addr: object) -> bytes:
+    return _updates([1, "x", 1, addr, {}])
+
+
+def _agents(*rows: object, live: object = None) -> bytes:
+    return _envelope(8, [list(rows), [], {} if live is None else live])
 
 
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
         (b"\xff\xfe not json", "malformed"),
-        (b"[1, 2]", "malformed"),
-        (b"{" * 2000, "oversized"),
-        (_envelope(v=1), "unknown_version"),
-        (_envelope(c="other"), "other_cluster"),
-        (_envelope(t="shout"), "unknown_type"),
-        (_envelope(p={"q": "1"}), "bad_field"),
-        (_envelope(p={"q": -1}), "bad_field"),
-        (_envelope(p={"q": True}), "bad_field"),
-        (_envelope(s="bad name!"), "bad_name"),
+        (b'"ping"', "malformed"),
+        (b"[]", "malformed"),
+        (b"[3, 2]", "malformed"),
+        (b"[" * 2000, "oversized"),
+        (_envelope(version=2), "unknown_version"),
+        (b'{"v": 2, "c": "c", "s": "n0", "t": "ack", "p": {"q": 1}}', "unknown_version"),
+        (_envelope(2, [1], None, [], [], "more"), "malformed"),
+        (_envelope(cluster="other"), "other_cluster"),
+        (_envelope(99), "unknown_type"),
+        (_envelope("ack"), "unknown_type"),
+        (_envelope(True), "unknown_type"),  # no bool is a type, though JSON's true == 1
+        (_envelope(2, {"q": 1}), "bad_field"),
+        (_envelope(2, [1, 2]), "bad_field"),
+        (_envelope(2, ["1"]), "bad_field"),
+        (_envelope(2, [-1]), "bad_field"),
+        (_envelope(2, [True]), "bad_field"),
+        (_envelope(2, [2**63]), "bad_field"),
+        (_envelope(1, [1, "bad name!"]), "bad_name"),
+        (_envelope(5, [None]), "bad_field"),
+        (_envelope(sender="bad name!"), "bad_name"),
+        (_envelope(sender=7), "bad_field"),
         (_join(["127.0.0.1", 70000]), "bad_field"),
         (_join(["\u0000", 7946]), "bad_address"),
         (_join(["example.com", 7946]), "bad_address"),  # never looked up on the hub
         (_join(["1.2.3.4" * 10, 7946]), "bad_field"),
-        (_envelope(g=[["node_dead", {"n": "x", "i": 2**63, "b": "y"}]]), "bad_field"),
-        (_envelope(g=[["node_join", {"n": "x", "i": 1}]]), "bad_field"),
-        (_envelope(g=[["node_nuke", {}]]), "unknown_type"),
-        (_envelope(g="nope"), "bad_field"),
-        (_envelope(h=[["n1", -1]]), "bad_field"),
-        (_envelope(h=[["bad name", 1]]), "bad_name"),
-        (_envelope(h={"n1": 1}), "bad_field"),
-        (_envelope(w=-1), "bad_field"),
-        (_envelope(w="now"), "bad_field"),
-        (_envelope(w=1.5), "bad_field"),
-        (_envelope(t="registry_pull", p={"h": "all"}), "bad_field"),
-        (_envelope(t="agent_update", p={"r": [], "h": [], "x": {"n1": "all"}}), "bad_field"),
-        (_envelope(t="agent_update", p={"r": [], "h": [], "x": ["n1"]}), "bad_field"),
-        (
-            _envelope(t="agent_update", p={"r": [["n1", "a", 1, "cap", 0, False]], "h": []}),
-            "bad_field",
-        ),
-        (_envelope(t="agent_update", p={"r": [["n1", "", 1, [], 0, False]], "h": []}), "bad_field"),
-        (_envelope(t="agent_update", p={"r": [["n1", "a", 1, [], 0, "no"]], "h": []}), "bad_field"),
-        (
-            _envelope(t="agent_update", p={"r": [["n1", "a", 1, [7], 0, False]], "h": []}),
-            "bad_field",
-        ),
-        (
-            _envelope(
-                t="state_sync",
-                p={"m": [{"n": "a", "a": ["10.0.0.1", 1], "i": 0, "st": "zombie"}], "r": True},
-            ),
-            "bad_field",
-        ),
+        (_join(["127.0.0.1", 7946, 1]), "bad_field"),
+        (_join("127.0.0.1:7946"), "bad_field"),
+        (_updates([1, "x", 1, ["127.0.0.1", 7946], {"k": 1}]), "bad_field"),
+        (_updates([3, "x", 2**63, "y"]), "bad_field"),
+        (_updates([1, "x", 1]), "bad_field"),
+        (_updates([4, "x", 1, "extra"]), "bad_field"),
+        (_updates([9, "x", 1]), "unknown_type"),
+        (_updates([True, "x", 1]), "unknown_type"),
+        (_updates([]), "bad_field"),
+        (_envelope(2, [1], None, [], "nope"), "bad_field"),
+        (_heads([["n1", -1]]), "bad_field"),
+        (_heads([["bad name", 1]]), "bad_name"),
+        (_heads([["n1", 1, 2]]), "bad_field"),
+        (_heads({"n1": 1}), "bad_field"),
+        (_envelope(2, [1], -1), "bad_field"),
+        (_envelope(2, [1], "now"), "bad_field"),
+        (_envelope(2, [1], 1.5), "bad_field"),
+        (_envelope(7, ["all"]), "bad_field"),
+        (_envelope(7, "all"), "bad_field"),
+        (_agents(live={"n1": "all"}), "bad_field"),
+        (_agents(live=["n1"]), "bad_field"),
+        (_envelope(8, [[], []]), "bad_field"),
+        (_agents(["n1", "a", 1, "cap", 0, False]), "bad_field"),
+        (_agents(["n1", "", 1, [], 0, False]), "bad_field"),
+        (_agents(["n1", "a", 1, [], 0, "no"]), "bad_field"),
+        (_agents(["n1", "a", 1, [7], 0, False]), "bad_field"),
+        (_agents(["n1", "a", 1, [], 0]), "bad_field"),
+        (_envelope(6, [[["a", ["10.0.0.1", 1], 0, "zombie", {}]], True]), "bad_field"),
+        (_envelope(6, [[["a", ["10.0.0.1", 1], 0, "alive"]], True]), "bad_field"),
+        (_envelope(6, [[], "yes"]), "bad_field"),
+        (_envelope(9, ["shred", None]), "bad_field"),
+        (_envelope(11, [[], 1]), "bad_field"),
     ],
 )
 def test_bad_datagrams_are_dropped_with_a_reason(data: bytes, reason: str) -> None:
@@ -167,11 +203,30 @@ def test_bad_datagrams_are_dropped_with_a_reason(data: bytes, reason: str) -> No
     assert caught.value.reason == reason
 
 
+def test_values_nested_deeper_than_repr_can_go_are_dropped() -> None:
+    """ujson parses lists nested up to about a thousand deep, deeper than Python's repr
+    (or an enum's error message) can recurse: such a value is a drop like any other."""
+    for depth in range(600, 1100, 2):
+        deep = "[" * depth + "]" * depth
+        for data in (
+            deep,
+            f'{{"v": {deep}}}',
+            f'[{deep}, "c", "n0", 2, [1]]',
+            f'[3, "c", "n0", {deep}, [1]]',
+            f'[3, "c", "n0", 2, [1], null, [], [[{deep}]]]',
+            f'[3, "c", "n0", 6, [[["a", ["10.0.0.1", 1], 0, {deep}, {{}}]], true]]',
+            f'[3, "c", "n0", 9, [{deep}, null]]',
+        ):
+            with pytest.raises(DecodeError):
+                decode(data.encode(), "c", MAX_STREAM_MESSAGE)
+
+
 def test_a_stream_message_may_not_list_more_members_or_heads_than_a_node_keeps() -> None:
     too_many = MAX_MEMBERS + 1
     for data in (
-        _envelope(t="state_sync", p={"m": [{}] * too_many, "r": True}),
-        _envelope(h=[["n1", 1]] * too_many),
+        _envelope(6, [[[]] * too_many, True]),
+        _heads([["n1", 1]] * too_many),
+        _updates(*[[4, "n1", 1]] * too_many),
     ):
         with pytest.raises(DecodeError) as caught:
             decode(data, "c", MAX_STREAM_MESSAGE)

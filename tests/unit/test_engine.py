@@ -6,6 +6,11 @@ import random
 
 from caxton_actors.address import Address
 from caxton_actors.engine import Engine, answers, stream_request
+from caxton_actors.engine.membership import (
+    MIN_ROTATION_PROBES,
+    ROTATING_HEADS,
+    ROTATION_CYCLES,
+)
 from caxton_actors.engine.messages import (
     Answer,
     AnswerPull,
@@ -39,6 +44,7 @@ from caxton_actors.swim.messages import (
     Gossip,
     MemberChanged,
     MemberRecord,
+    Nack,
     Ping,
     ProbeFailed,
     Send,
@@ -139,6 +145,63 @@ def test_an_ack_leaves_membership_with_updates_on_board() -> None:
     assert isinstance(sent, Transmit)
     assert sent.to == B
     assert Alive("a", 0, A, ((HTTP_META_KEY, "a:8080"),)) in sent.packet.piggyback
+
+
+def _ping_heads(engine: Engine, now: float) -> tuple[Head, ...]:
+    """The heads on a ping that ``engine`` sends member b at ``now``."""
+    [sent] = engine.membership.handle(now, Send(B, Ping(1, "b")), wall=WALL)
+    assert isinstance(sent, Transmit)
+    return sent.packet.heads
+
+
+def test_old_heads_ride_datagrams_only_for_a_while_after_news() -> None:
+    """News goes out a few times. For a while after it, every head rides along in turn,
+    ROTATION_CYCLES times over at one datagram a probe interval, so a node that missed
+    the news hears of it within seconds; then none does: at rest no datagram carries a
+    head, however many owners there are. A full-state exchange still carries them all."""
+    engine = _engine()
+    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B), wall=WALL)
+    digest = tuple(Head(f"o{i}", i + 1) for i in range(20))
+    engine.membership.handle(0.0, SpreadHeads((), digest), wall=WALL)
+    assert _ping_heads(engine, 1.0) == ()  # a digest that changed, but no news
+    engine.membership.handle(2.0, SpreadHeads((digest[3],), digest), wall=WALL)
+    probes = ROTATION_CYCLES * len(digest) // ROTATING_HEADS  # 30 of LAN's 1 s intervals
+    seen = [h for i in range(probes) for h in _ping_heads(engine, 2.0 + i * LAN.probe_interval)]
+    assert seen[0] == digest[3]  # news first
+    assert all(seen.count(head) >= ROTATION_CYCLES for head in digest)
+    assert _ping_heads(engine, 2.0 + probes * LAN.probe_interval) == ()
+    assert _ping_heads(engine, 10_000.0) == ()
+    [exchange] = engine.membership.handle(10_000.0, Send(B, StateSync((), True)), wall=WALL)
+    assert isinstance(exchange, Exchange)
+    assert exchange.packet.heads == digest
+
+    few = digest[:2]  # a small digest rotates for MIN_ROTATION_PROBES intervals all the same
+    engine.membership.handle(20_000.0, SpreadHeads((), few), wall=WALL)
+    engine.membership.handle(20_000.0, SpreadHeads((few[0],), few), wall=WALL)
+    for i in range(MIN_ROTATION_PROBES):
+        assert set(_ping_heads(engine, 20_000.0 + i * LAN.probe_interval)) == set(few)
+    assert _ping_heads(engine, 20_000.0 + MIN_ROTATION_PROBES * LAN.probe_interval) == ()
+
+
+def test_only_an_ack_to_a_member_carries_the_wall_clock() -> None:
+    """Every member acks about once a probe interval: enough to watch every clock
+    (engine/skew.py); a stranger's ping gets a bare ack, no bigger than the ping."""
+    engine = _engine()
+    engine.membership.handle(0.0, Inbound(Packet("b", Gossip(), (Alive("b", 1, B),)), B), wall=WALL)
+    stranger = Address("10.0.0.9", 7946)
+    sends = [Send(B, Ping(1, "b")), Send(B, Ack(2)), Send(B, Nack(3)), Send(stranger, Ack(4))]
+    sent = {
+        (type(send.message).__name__, send.to): output.packet.sent_at
+        for send in sends
+        for output in engine.membership.handle(1.0, send, wall=WALL)
+        if isinstance(output, Transmit)
+    }
+    assert sent == {
+        ("Ping", B): None,
+        ("Ack", B): int(WALL * 1000),
+        ("Nack", B): None,
+        ("Ack", stranger): None,
+    }
 
 
 def test_the_registry_stage_spreads_news_pulls_and_persists_merges() -> None:
