@@ -1,10 +1,23 @@
-"""Small helpers shared by the benchmarks: percentiles, a free port, table printing."""
+"""Small helpers shared by the benchmarks: percentiles, a free port, table printing, and a
+hub lag sampler."""
 
 from __future__ import annotations
 
 import math
 import socket
+import time
 from collections.abc import Sequence
+
+import gevent
+
+
+def sample_lag(lags: list[float], interval: float) -> None:
+    """How late the hub wakes a greenlet that sleeps ``interval``, again and again, in
+    seconds (a node reads its lag off its actors' alarms: a lone registry actor has none)."""
+    while True:
+        asked = time.perf_counter()
+        gevent.sleep(interval)
+        lags.append(time.perf_counter() - asked - interval)
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:

@@ -38,9 +38,8 @@ from caxton_actors.actors.registry import (
 from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.metrics import REGISTRY_BATCH_SIZE, REGISTRY_COMMIT_TIME
 from caxton_actors.registry.replica import Limits, Replica
-from caxton_actors.runtime.lag import LoopLagMonitor
 
-from .common import percentile, table, us
+from .common import percentile, sample_lag, table, us
 
 UNLIMITED = Limits(max_agents_per_node=10**9)  # (c) writes past 100,000 agents
 CAPABILITIES = 100
@@ -248,7 +247,6 @@ class GcPauses:
 
 def bench_lag(ref: Ref, clients: int, seconds: float) -> str:
     lags: list[float] = []
-    monitor = LoopLagMonitor(0.005, lags.append)
     latencies: list[int] = []
     next_id = iter(range(2_000_000, 100_000_000))
     gc_pauses = GcPauses()
@@ -257,7 +255,7 @@ def bench_lag(ref: Ref, clients: int, seconds: float) -> str:
         while time.perf_counter() < deadline:
             timed(latencies, ref.ask, put(next(next_id)))
 
-    monitor.start()
+    sampler = gevent.spawn(sample_lag, lags, 0.005)
     gevent.sleep(1.0)
     idle = [lag * 1000 for lag in lags]
     lags.clear()
@@ -267,7 +265,7 @@ def bench_lag(ref: Ref, clients: int, seconds: float) -> str:
     gevent.joinall([gevent.spawn(client) for _ in range(clients)], raise_error=True)
     elapsed = time.perf_counter() - started
     gc.callbacks.remove(gc_pauses)
-    monitor.stop()
+    sampler.kill()
     busy = [lag * 1000 for lag in lags]
 
     def row(name: str, ms: list[float], writes: str, p50: str, p99: str) -> list[object]:

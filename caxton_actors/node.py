@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 # Seconds an HTTP request waits for an actor's answer before it is a 503.
 ASK_TIMEOUT = 5.0
-# Seconds between two hub loop lag samples.
+# Least seconds between two hub loop lag reports (each the worst alarm lag since the last).
 LAG_SAMPLE_INTERVAL = 0.5
 # The settings that override what a node advertises, named in what it logs.
 HTTP_ADVERTISE = "http.advertise_address"

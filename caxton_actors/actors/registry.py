@@ -16,6 +16,7 @@ file behind the answer.
 from __future__ import annotations
 
 import gc
+import heapq
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import gevent
 import gevent.threadpool
 
 from caxton_actors import metrics
@@ -52,6 +52,7 @@ from caxton_actors.registry.store import (
     Written,
 )
 from caxton_actors.runtime.actor import Request
+from caxton_actors.runtime.timer import Alarm
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,12 @@ class ReapCorrelations(RegistryRequest[int]):
         return tx.reap_correlations()
 
 
+def _correlation_deadlines(tx: Tx) -> list[float]:
+    """Take the file's correlations at start (``Tx.load_correlations``): their deadlines."""
+    tx.load_correlations()
+    return [at for at in tx.changed.values() if at is not None]
+
+
 @dataclass(frozen=True, slots=True)
 class CheckDatabase(RegistryRequest[bool]):
     def apply(self, tx: Tx) -> bool:
@@ -244,6 +251,11 @@ class Housekeeping(Request[int]):
     """Expire correlations and the replica's stale records; answers how many expired."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Sweep:
+    """The actor's own housekeeping, at its alarm every ``reap_interval``."""
+
+
 def _captured(call: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
     try:
         return True, call(*args)
@@ -279,9 +291,9 @@ class RegistryActor(StageActor):
         try:
             self._store: Store = self._in_worker(Store, path, stage.replica.name)
             try:
-                own, (records, heads), tools, _ = self._in_worker(
+                own, (records, heads), tools, deadlines = self._in_worker(
                     self._store.run_batch,
-                    [Tx.own_agents, Tx.load_replica, Tx.state_tools, Tx.load_correlations],
+                    [Tx.own_agents, Tx.load_replica, Tx.state_tools, _correlation_deadlines],
                     clock.wall_ms(),
                     clock.monotonic(),
                 )
@@ -293,22 +305,27 @@ class RegistryActor(StageActor):
             self._worker.kill()
             raise
         self._state_tools: dict[str, str] = tools
+        self._reap_at: list[float] = deadlines
+        """Heap of the correlations' deadlines (monotonic), the soonest first, so that
+        housekeeping opens a transaction only when one has come. A correlation deleted
+        early leaves its deadline here: a reap that finds nothing then."""
+        heapq.heapify(self._reap_at)
         own_agents = ((a.id, a.capabilities) for a in own)
         stage.restore(own_agents, records, heads, clock.monotonic(), clock.wall())
         self._frozen_at = -FREEZE_GROWTH
         self._resave = False
         self._freeze_if_grown()
-        self._reaper: gevent.Greenlet[[], None] | None = None
+        self._alarm = Alarm(lambda: self.actor_ref.tell(_Sweep()))
         self._probed: tuple[float, str | None] | None = None
         """When the file was last probed for a write, and why it failed (None: it took it)."""
+        self._gauged: tuple[int, int] | None = None
         self._gauges()
 
     def on_start(self) -> None:
-        self._reaper = gevent.spawn(self._reap_forever)
+        self._alarm.arm(time.monotonic() + self._reap_interval)
 
     def on_stop(self) -> None:
-        if self._reaper is not None:
-            self._reaper.kill()
+        self._alarm.cancel()
         self._worker.apply(self._store.close)
         self._worker.kill()
 
@@ -341,15 +358,31 @@ class RegistryActor(StageActor):
                     replica.count(), replica.unreachable_count(), replica.digest(), replica.heads()
                 )
             case Housekeeping():
-                self._carry(self._step(Tick()))
-                if self._resave:
-                    self._resave = False
-                    records, floors = replica.others()
-                    self.actor_ref.tell(SaveReplica(records, (), floors, (), whole=True))
-                reply = self._batch(ReapCorrelations())
-                self._gauges()  # once a housekeeping, not once a message
-                return reply
+                return self._housekeeping()
+            case _Sweep():
+                self._sweep()
+                return None
         return super().on_receive(message)
+
+    def _housekeeping(self) -> int:
+        self._carry(self._step(Tick()))
+        if self._resave:
+            self._resave = False
+            records, floors = self._replica.others()
+            self.actor_ref.tell(SaveReplica(records, (), floors, (), whole=True))
+        reaped = self._reap()
+        self._gauges()  # once a housekeeping, not once a message
+        return reaped
+
+    def _reap(self) -> int:
+        """Delete the correlations whose deadline has come, if one has."""
+        now = self._clock.monotonic()
+        if not self._reap_at or self._reap_at[0] > now:
+            return 0
+        reaped: int = self._batch(ReapCorrelations())  # at ``now`` or later: all reaped
+        while self._reap_at and self._reap_at[0] <= now:
+            heapq.heappop(self._reap_at)
+        return reaped
 
     def _writable(self) -> str | None:
         """Probe the file with a write of its own transaction (never batched: a client's
@@ -413,11 +446,9 @@ class RegistryActor(StageActor):
         refused = self._over_limit(requests)
         runnable = [r for i, r in enumerate(requests) if i not in refused]
         started = time.perf_counter()
+        monotonic = self._clock.monotonic()
         results = self._in_worker(
-            self._store.run_batch,
-            [r.apply for r in runnable],
-            self._clock.wall_ms(),
-            self._clock.monotonic(),
+            self._store.run_batch, [r.apply for r in runnable], self._clock.wall_ms(), monotonic
         )
         self._stats.timing(metrics.REGISTRY_COMMIT_TIME, (time.perf_counter() - started) * 1000)
         self._stats.timing(metrics.REGISTRY_BATCH_SIZE, len(requests))
@@ -432,6 +463,9 @@ class RegistryActor(StageActor):
             elif isinstance(request, DeleteAgent) and result:
                 changes.append(Deregister(request.agent_id))
                 self._state_tools.pop(request.agent_id, None)
+            elif isinstance(request, CreateCorrelation) and result is not None:
+                # The deadline Tx.create_correlation set, to the same reading.
+                heapq.heappush(self._reap_at, monotonic + request.ttl_ms / 1000)
         if changes:
             self._carry(self._step(Committed(tuple(changes))))
         for i, (request, result) in enumerate(zip(runnable, results, strict=True)):
@@ -486,16 +520,22 @@ class RegistryActor(StageActor):
             self._frozen_at = size
 
     def _gauges(self) -> None:
-        self._stats.gauge(metrics.AGENT_REGISTRY_SIZE, self._replica.count())
-        self._stats.gauge(metrics.AGENT_REGISTRY_UNREACHABLE, self._replica.unreachable_count())
+        """On change only: ``metrics.resend_gauges_forever`` repeats them while they hold."""
+        counts = (self._replica.count(), self._replica.unreachable_count())
+        if counts == self._gauged:
+            return
+        self._gauged = counts
+        self._stats.gauge(metrics.AGENT_REGISTRY_SIZE, counts[0])
+        self._stats.gauge(metrics.AGENT_REGISTRY_UNREACHABLE, counts[1])
 
-    def _reap_forever(self) -> None:
-        while True:
-            gevent.sleep(self._reap_interval)
-            try:
-                expired: int = self.actor_ref.ask(Housekeeping(), block=False).get()
-            except Exception:
-                log.exception("housekeeping failed; will retry")
-                continue
-            if expired:
-                self._stats.incr(metrics.CORRELATIONS_EXPIRED, expired)
+    def _sweep(self) -> None:
+        """Housekeeping, and the next one armed; a failure is logged, and the actor (with
+        every request it answers) stays up for the next."""
+        self._alarm.arm(time.monotonic() + self._reap_interval)
+        try:
+            expired = self._housekeeping()
+        except Exception:
+            log.exception("housekeeping failed; will retry")
+            return
+        if expired:
+            self._stats.incr(metrics.CORRELATIONS_EXPIRED, expired)

@@ -133,7 +133,7 @@ class MembershipStage:
         self.skew = Skew()
 
     def next_deadline(self) -> float:
-        return self.members.next_deadline()
+        return self.members.next_deadline(bool(self.heads.news))
 
     def handle(self, now: float, message: MembershipInput, *, wall: float) -> list[Output]:
         """``now``: monotonic seconds, every timeout's; ``wall``: Unix seconds, stamped on

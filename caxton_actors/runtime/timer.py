@@ -3,7 +3,8 @@
 Pure protocol components say when they next want to run
 (``next_deadline()``); the actor arms this timer for that moment and, when it
 fires, tells itself a message. No polling: an idle node sleeps until the
-protocol has something to do.
+protocol has something to do. How late each ring comes is the hub's loop lag
+(``runtime/lag.py``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from collections.abc import Callable
 import gevent
 import gevent.hub
 
+from caxton_actors.runtime import lag
+
 
 class Alarm:
     def __init__(self, fire: Callable[[], None]) -> None:
         self._fire = fire
         self._timer: object | None = None
         self._at: float | None = None
+        self._due = 0.0
+        """When the armed timer should ring: ``at``, or its arming if ``at`` had passed."""
 
     def arm(self, at: float) -> None:
         """Fire at monotonic time ``at`` (replacing any earlier arming)."""
@@ -29,7 +34,9 @@ class Alarm:
         self._at = at
         loop = gevent.get_hub().loop
         loop.update_now()  # the loop's cached clock may be stale: never fire early
-        timer = loop.timer(max(0.0, at - time.monotonic()))
+        now = time.monotonic()
+        self._due = max(at, now)
+        timer = loop.timer(self._due - now)
         timer.start(self._ring)
         self._timer = timer
 
@@ -40,6 +47,7 @@ class Alarm:
             self._at = None
 
     def _ring(self) -> None:
+        lag.rang(max(0.0, time.monotonic() - self._due))
         self._timer = None
         self._at = None
         self._fire()

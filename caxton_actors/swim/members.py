@@ -277,8 +277,14 @@ class Members:
 
     # Timers.
 
-    def next_deadline(self) -> float:
-        deadlines = [self._next_gossip, self._next_push_pull]
+    def next_deadline(self, more_to_spread: bool = False) -> float:
+        """When :meth:`tick` next has work. Its gossip round counts only while there is
+        something to spread (``more_to_spread``: others have, as for :meth:`tick`): a round
+        with nothing to say sends nothing, so an idle node sleeps until its next push-pull
+        or member timeout, not five times a second."""
+        deadlines = [self._next_push_pull]
+        if self._queue or more_to_spread:
+            deadlines.append(self._next_gossip)
         if self._next_join is not None:
             deadlines.append(self._next_join)
         deadlines += [self._deadline(self._table[name]) for name in self._timed]

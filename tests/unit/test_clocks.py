@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pykka
 import pytest
 
+from caxton_actors import metrics
 from caxton_actors.actors.registry import (
     CreateCorrelation,
     GetCorrelation,
@@ -68,6 +70,62 @@ def test_a_wall_clock_jump_expires_no_correlation_in_the_registry_actor(tmp_path
     clock.now += 1
     assert ask(registry, GetCorrelation("c1"), 5) is None
     assert ask(registry, Housekeeping(), 5) == 1
+
+
+class Commits(NullMetrics):
+    """Counts the registry's transactions and expired correlations, keeps its gauges."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.expired = 0
+        self.gauges: list[tuple[str, float]] = []
+
+    def incr(self, name: str, count: int = 1) -> None:
+        self.expired += count if name == metrics.CORRELATIONS_EXPIRED else 0
+
+    def gauge(self, name: str, value: float) -> None:
+        self.gauges.append((name, value))
+
+    def timing(self, name: str, ms: float) -> None:
+        self.commits += name == metrics.REGISTRY_COMMIT_TIME
+
+
+def test_housekeeping_opens_a_transaction_only_when_a_correlation_is_due(tmp_path: Path) -> None:
+    clock, stats = SetClock(), Commits()
+
+    def start() -> pykka.ActorRef[Any]:
+        stage = RegistryStage(Replica("n1", 60.0))
+        return RegistryActor.start(tmp_path / "state.db", stage, 3600.0, stats, clock)
+
+    registry = start()
+    assert [ask(registry, Housekeeping(), 5) for _ in range(3)] == [0, 0, 0]
+    assert stats.commits == 0
+    assert ask(registry, CreateCorrelation("c1", "sender", 10_000), 5) is not None
+    assert stats.commits == 1
+    clock.now += 9.5
+    assert ask(registry, Housekeeping(), 5) == 0
+    assert stats.commits == 1
+    registry.stop()
+    registry = start()  # a restart takes the deadline from the file (no wall time passed)
+    clock.now += 9.5
+    assert ask(registry, Housekeeping(), 5) == 0
+    assert stats.commits == 1
+    clock.now += 0.5
+    assert ask(registry, Housekeeping(), 5) == 1
+    assert ask(registry, Housekeeping(), 5) == 0
+    assert stats.commits == 2
+    size = [value for name, value in stats.gauges if name == metrics.AGENT_REGISTRY_SIZE]
+    assert size == [0, 0]  # once an actor, as it starts: housekeeping sends only changes
+
+
+def test_the_registry_sweeps_by_itself_every_reap_interval(tmp_path: Path) -> None:
+    stats = Commits()
+    stage = RegistryStage(Replica("n1", 60.0))
+    registry = RegistryActor.start(tmp_path / "state.db", stage, 0.05, stats)
+    assert ask(registry, CreateCorrelation("c1", "sender", 150), 5) is not None
+    gevent.sleep(0.4)  # due at the third sweep or so: each sweep arms the next
+    assert stats.expired == 1
+    assert stats.commits == 2  # the creation and the one reap: none while nothing was due
 
 
 def test_a_member_is_reported_once_its_clock_stays_off() -> None:

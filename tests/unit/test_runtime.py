@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import gevent
+import gevent.event
 import pykka
 import pytest
 
 from caxton_actors.runtime.actor import GeventActor, GeventFuture, Ping, ask
 from caxton_actors.runtime.lag import LoopLagMonitor
+from caxton_actors.runtime.timer import Alarm
 
 
 class Echo(GeventActor):
@@ -114,16 +116,48 @@ def test_take_ready_stops_at_a_refused_message() -> None:
     assert [f.get(timeout=1) for f in futures] == [1, 2, 2]
 
 
-def test_loop_lag_monitor_sees_a_blocked_hub() -> None:
+def _ring_at(delay: float) -> gevent.event.Event:
+    rung = gevent.event.Event()
+    Alarm(rung.set).arm(time.monotonic() + delay)
+    return rung
+
+
+def test_loop_lag_is_read_off_the_alarms_and_a_blocked_hub_shows() -> None:
     lags: list[float] = []
-    monitor = LoopLagMonitor(0.01, lags.append)
+    monitor = LoopLagMonitor(0.0, lags.append)
     monitor.start()
-    gevent.sleep(0.05)
-    time.sleep(0.2)  # blocks the hub, as a careless actor would
-    gevent.sleep(0.05)
+    assert _ring_at(0.01).wait(1)
+    late = _ring_at(0.01)
+    time.sleep(0.2)  # blocks the hub past the alarm's time, as a careless actor would
+    assert late.wait(1)
     monitor.stop()
-    assert max(lags) >= 0.15
-    assert sorted(lags)[len(lags) // 2] < 0.05  # only the blocked wake-up was late
+    assert _ring_at(0.0).wait(1)  # a stopped monitor hears no more
+    assert len(lags) == 2
+    assert lags[0] < 0.05
+    assert lags[1] >= 0.15
+
+
+def test_loop_lag_reports_the_worst_since_its_last_report_at_most_once_an_interval() -> None:
+    lags: list[float] = []
+    monitor = LoopLagMonitor(0.05, lags.append)
+    monitor.observe(0.001)  # the first goes at once
+    monitor.observe(0.3)
+    monitor.observe(0.002)
+    assert lags == [0.001]
+    time.sleep(0.06)
+    monitor.observe(0.001)
+    assert lags == [0.001, 0.3]
+
+
+def test_an_alarm_armed_for_a_past_time_rings_at_once_and_is_not_counted_late() -> None:
+    lags: list[float] = []
+    monitor = LoopLagMonitor(0.0, lags.append)
+    monitor.start()
+    try:
+        assert _ring_at(-5.0).wait(1)
+    finally:
+        monitor.stop()
+    assert lags[0] < 0.05
 
 
 def test_the_actor_side_of_a_traceback_is_kept() -> None:

@@ -86,6 +86,17 @@ def test_suspicion_times_out_to_dead_and_tombstones_are_reaped() -> None:
     assert "b" not in {r.name for r in members.records()}
 
 
+def test_gossip_rounds_wake_the_table_only_while_there_is_something_to_spread() -> None:
+    members = _members()
+    members.settle()
+    now = max(members.next_deadline(more_to_spread=False), LAN.gossip_interval)
+    members.tick(now)  # its first push-pull, and a round with nothing to say
+    assert members.next_deadline(more_to_spread=False) == now + LAN.push_pull_interval
+    assert members.next_deadline(more_to_spread=True) == now + LAN.gossip_interval
+    members.apply(now, [Alive("d", 1, Address("10.0.0.4", 7946))])
+    assert members.next_deadline(more_to_spread=False) == now + LAN.gossip_interval
+
+
 def test_leave_is_left_not_dead() -> None:
     members = _members()
     effects = members.leave(1.0)
