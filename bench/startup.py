@@ -57,7 +57,7 @@ def one_run(gossip: bool, workdir: str, source: str | None) -> tuple[float, floa
     launcher = [str(Path(sys.executable).parent / "caxton-actors")]
     if source is not None:  # the same CLI, from another copy of the package
         launcher = [sys.executable, "-m", "caxton_actors"]
-        env["PYTHONPATH"] = source
+        env["PYTHONPATH"] = os.path.abspath(source)
     command = [
         *launcher,
         "run",
@@ -73,7 +73,10 @@ def one_run(gossip: bool, workdir: str, source: str | None) -> tuple[float, floa
     if gossip:
         command += ["--gossip-bind", f"127.0.0.1:{free_port()}"]
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # In workdir: with ``python -m``, the current directory's caxton_actors comes before --source.
+    child = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=workdir
+    )
     try:
         while not health_answers(port):
             if child.poll() is not None:

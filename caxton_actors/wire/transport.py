@@ -154,8 +154,12 @@ def write_frame(sock: gevent.socket.socket, data: bytes) -> None:
 
 def exchange(to: Address, data: bytes, timeout: float = STREAM_TIMEOUT) -> bytes:
     """Send one stream message and read the answer (the client side of a push-pull)."""
+    # A socket of the address's family, not create_connection, which would look the
+    # literal up through the resolver's thread pool on every push-pull.
+    family = socket.AF_INET6 if ":" in to[0] else socket.AF_INET
     try:
-        with gevent.Timeout(timeout), gevent.socket.create_connection(to) as sock:
+        with gevent.Timeout(timeout), gevent.socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.connect(to)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             write_frame(sock, data)
             return read_frame(sock, MAX_STREAM_MESSAGE)
