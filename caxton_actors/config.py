@@ -165,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("statsd.address", "CAXTON_STATSD", "--statsd", "statsd host:port (unset: no metrics)"),
     Setting("statsd.prefix", "CAXTON_STATSD_PREFIX", "--statsd-prefix", "metric name prefix"),
-    Setting("reap_interval", None, None, "time between sweeps of expired correlations"),
+    Setting("reap_interval", None, None, "least time between sweeps of expired correlations"),
     Setting("drain_timeout", None, None, "time shutdown waits for HTTP requests in flight"),
     Setting("log_level", "CAXTON_LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR"),
     Setting("log_format", "CAXTON_LOG_FORMAT", "--log-format", "text, or json: one object a line"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import heapq
 import logging
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -253,7 +254,7 @@ class Housekeeping(Request[int]):
 
 @dataclass(frozen=True, slots=True)
 class _Sweep:
-    """The actor's own housekeeping, at its alarm every ``reap_interval``."""
+    """The actor's own housekeeping, at its alarm (see ``_arm_sweep``)."""
 
 
 def _captured(call: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
@@ -316,13 +317,15 @@ class RegistryActor(StageActor):
         self._resave = False
         self._freeze_if_grown()
         self._alarm = Alarm(lambda: self.actor_ref.tell(_Sweep()))
+        self._swept_at = -math.inf
+        self._gauges_due = False
         self._probed: tuple[float, str | None] | None = None
         """When the file was last probed for a write, and why it failed (None: it took it)."""
         self._gauged: tuple[int, int] | None = None
         self._gauges()
 
     def on_start(self) -> None:
-        self._alarm.arm(time.monotonic() + self._reap_interval)
+        self._arm_sweep()
 
     def on_stop(self) -> None:
         self._alarm.cancel()
@@ -334,10 +337,13 @@ class RegistryActor(StageActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, RegistryRequest):
-            return self._batch(message)
+            answer = self._batch(message)
+            self._changed()
+            return answer
         if isinstance(message, RegistryInput):
             answer = self._carry(self._step(message))
             self._freeze_if_grown()
+            self._changed()
             return answer
         replica = self._replica
         match message:
@@ -528,14 +534,38 @@ class RegistryActor(StageActor):
         self._stats.gauge(metrics.AGENT_REGISTRY_SIZE, counts[0])
         self._stats.gauge(metrics.AGENT_REGISTRY_UNREACHABLE, counts[1])
 
+    def _changed(self) -> None:
+        """After what may have changed the registry: its gauges at the next sweep."""
+        self._gauges_due = True
+        self._arm_sweep()
+
+    def _arm_sweep(self) -> None:
+        """Sleep until housekeeping has work (a correlation's deadline, the replica's next
+        expiry, a resave, gauges to check), but no sooner than ``reap_interval`` after the
+        last sweep, so that a busy registry sweeps once a ``reap_interval`` and an idle one
+        is not woken for nothing."""
+        due = self._replica.next_deadline()
+        if self._reap_at:
+            due = min(due, self._reap_at[0])
+        if self._resave or self._gauges_due:
+            due = -math.inf
+        if due == math.inf:
+            return
+        now = self._clock.monotonic()
+        delay = max(due, self._swept_at + self._reap_interval) - now
+        self._alarm.arm_by(time.monotonic() + max(0.0, delay))
+
     def _sweep(self) -> None:
         """Housekeeping, and the next one armed; a failure is logged, and the actor (with
-        every request it answers) stays up for the next."""
-        self._alarm.arm(time.monotonic() + self._reap_interval)
+        every request it answers) stays up and tries again ``reap_interval`` later."""
+        self._swept_at = self._clock.monotonic()
+        self._gauges_due = False
         try:
             expired = self._housekeeping()
         except Exception:
             log.exception("housekeeping failed; will retry")
+            self._alarm.arm(time.monotonic() + self._reap_interval)
             return
+        self._arm_sweep()
         if expired:
             self._stats.incr(metrics.CORRELATIONS_EXPIRED, expired)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import heapq
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -376,6 +377,13 @@ class Replica:
         elif name != self.name:
             self._up.discard(name)
             self._down.setdefault(name, now)
+
+    def next_deadline(self) -> float:
+        """When :meth:`expire` next has work (infinity: never, as things stand)."""
+        due = min(self._down.values(), default=math.inf)
+        if self._tombstones:
+            due = min(due, self._tombstones[0][0])
+        return due + self.ttl
 
     def expire(self, now: float) -> Merged:
         """Drop owners down for ``ttl``, and tombstones taken more than ``ttl`` ago."""

@@ -40,6 +40,11 @@ class Alarm:
         timer.start(self._ring)
         self._timer = timer
 
+    def arm_by(self, at: float) -> None:
+        """Fire no later than ``at``: arm it unless already armed to fire sooner."""
+        if self._at is None or at < self._at:
+            self.arm(at)
+
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.close()  # type: ignore[attr-defined]
