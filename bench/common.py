@@ -1,8 +1,9 @@
-"""Small helpers shared by the benchmarks: percentiles, a free port, table printing, and a
-hub lag sampler."""
+"""Small helpers shared by the benchmarks: percentiles, a free port, table printing, a
+hub lag sampler, a health check."""
 
 from __future__ import annotations
 
+import http.client
 import math
 import socket
 import time
@@ -48,3 +49,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def health_answers(port: int) -> bool:
+    """Whether a node's ``GET /health`` on 127.0.0.1:``port`` answers 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()

@@ -11,7 +11,6 @@ split into anonymous and file-backed pages (``/proc/<pid>/smaps_rollup``).
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import free_port, table
+from bench.common import free_port, health_answers, table
 
 STEPS = (
     ("CPython", "pass"),
@@ -59,17 +58,6 @@ def rss_kb(code: str) -> int:
         [sys.executable, "-c", f"{code}\n{RSS}"], capture_output=True, text=True, check=True
     )
     return int(out.stdout.split()[-1])
-
-
-def health_answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/health")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
 
 
 def idle_node(workdir: str) -> dict[str, int]:

@@ -12,7 +12,6 @@ too coarse for this). One node without gossip, and one with gossip on loopback.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import signal
 import statistics
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import free_port, table
+from bench.common import free_port, health_answers, table
 
 POLL = 0.005
 DEADLINE = 30.0
@@ -37,17 +36,6 @@ def cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):
             continue  # a thread that ended meanwhile
     return total / 1e9
-
-
-def health_answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/health")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
 
 
 def one_run(gossip: bool, workdir: str, source: str | None) -> tuple[float, float]:
