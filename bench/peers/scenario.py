@@ -274,11 +274,11 @@ def run_cluster(driver: Driver, n: int, s: Settings, workdir: Path) -> RunResult
     kill_victims, leave_victims = candidates[:trials], candidates[trials : 2 * trials]
     down: set[int] = set()
     for victim in kill_victims:
-        res.kill.append(_kill_trial(driver, victim, everyone, down, s.poll, detect))
+        res.kill.append(_trial(driver, victim, everyone, down, s.poll, detect, leave=False))
         down.add(victim)
         time.sleep(2.0)
     for victim in leave_victims:
-        res.leave.append(_leave_trial(driver, victim, everyone, down, s.poll, detect))
+        res.leave.append(_trial(driver, victim, everyone, down, s.poll, detect, leave=True))
         down.add(victim)
         time.sleep(2.0)
     return res
@@ -305,14 +305,18 @@ def _join_trial(
     return trial
 
 
-def _kill_trial(
+def _trial(
     driver: Driver,
     victim: int,
     everyone: Sequence[int],
     down: set[int],
     poll: float,
     timeout: float,
+    *,
+    leave: bool,
 ) -> Trial:
+    """Kill -9 ``victim`` (or have it leave) and time until the others mark it failed (left);
+    for a kill, also the first suspicion any of them shows."""
     name = driver.node_name(victim)
     observers = [i for i in everyone if i != victim and i not in down]
     suspects: dict[int, float] = {}
@@ -322,45 +326,21 @@ def _kill_trial(
             suspects.setdefault(i, stamp)
 
     t0 = now()
-    driver.kill(victim)
-    got = wait_for(driver, observers, marks(name, [FAILED]), timeout, poll, note)
+    (driver.leave if leave else driver.kill)(victim)
+    got = wait_for(driver, observers, marks(name, [LEFT if leave else FAILED]), timeout, poll, note)
     trial = Trial(
         victim=name,
         first_s=min(got.values()) - t0 if got else None,
         all_s=max(got.values()) - t0 if len(got) == len(observers) else None,
         observers=len(observers),
         reached=len(got),
-        first_suspect_s=min(suspects.values()) - t0 if suspects else None,
+        first_suspect_s=None if leave or not suspects else min(suspects.values()) - t0,
     )
+    what = f"leave {name}:" if leave else f"kill -9 {name}: suspect {_s(trial.first_suspect_s)},"
     log(
-        f"{driver.system} N={len(everyone)}: kill -9 {name}: suspect {_s(trial.first_suspect_s)},"
-        f" first {_s(trial.first_s)}, all {_s(trial.all_s)}"
+        f"{driver.system} N={len(everyone)}: {what} first {_s(trial.first_s)},"
+        f" all {_s(trial.all_s)}"
     )
-    return trial
-
-
-def _leave_trial(
-    driver: Driver,
-    victim: int,
-    everyone: Sequence[int],
-    down: set[int],
-    poll: float,
-    timeout: float,
-) -> Trial:
-    name = driver.node_name(victim)
-    observers = [i for i in everyone if i != victim and i not in down]
-    t0 = now()
-    driver.leave(victim)
-    got = wait_for(driver, observers, marks(name, [LEFT]), timeout, poll)
-    trial = Trial(
-        victim=name,
-        first_s=min(got.values()) - t0 if got else None,
-        all_s=max(got.values()) - t0 if len(got) == len(observers) else None,
-        observers=len(observers),
-        reached=len(got),
-    )
-    tag = f"{driver.system} N={len(everyone)}"
-    log(f"{tag}: leave {name}: first {_s(trial.first_s)}, all {_s(trial.all_s)}")
     return trial
 
 

@@ -380,7 +380,8 @@ class Replica:
 
     def next_deadline(self) -> float:
         """When :meth:`expire` next has work (infinity: never, as things stand)."""
-        due = min(self._down.values(), default=math.inf)
+        # Owners go down at a ``now`` that only rises, so the first is the longest down.
+        due = next(iter(self._down.values()), math.inf)
         if self._tombstones:
             due = min(due, self._tombstones[0][0])
         return due + self.ttl

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from caxton_actors.address import Address
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.registry.replica import (
@@ -207,6 +209,7 @@ def test_a_dead_owners_agents_are_unreachable_then_expire() -> None:
     assert record is not None
     assert b.status(record) == UNREACHABLE
     assert b.unreachable_count() == 1
+    assert b.next_deadline() == 160.0  # housekeeping sleeps until then
     assert b.expire(150.0).gone == ()
     assert b.expire(161.0).gone == ("a",)
     assert b.get("x") is None
@@ -362,7 +365,9 @@ def test_tombstones_expire_ttl_after_this_node_took_them_whatever_their_times_sa
         (AgentRecord("a", "x", 5, (), 1000, deleted=True), AgentRecord("a", "y", 6, (), 1000)),
         (Head("a", 6),),
     )
+    assert b.next_deadline() == math.inf  # all owners up, no tombstone: nothing to wake for
     b.merge(slow, 500.0, NOW)
+    assert b.next_deadline() == 560.0
     assert b.expire(559.0).forgotten == ()
     assert b.expire(560.0).forgotten == (("a", "x"),)
     b.register("x", (), 590.0, NOW)
