@@ -149,7 +149,13 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                   png="registry-pulls.png", bars=True),
             Panel(m.REGISTRY_UPDATES_DROPPED, "Registry updates dropped, by reason",
                   rate_by(m.REGISTRY_UPDATES_DROPPED), "ops",
-                  "Registry records refused: unknown_owner, from_future, oversized_answer.",
+                  "Registry records refused: unknown_owner, from_future, oversized_answer, "
+                  "bad_card, bad_scope.",
+                  bars=True),
+            Panel(m.WATCHES_DROPPED, "Agent watches dropped as too slow",
+                  rate(m.WATCHES_DROPPED), "ops",
+                  "Watch streams closed because their client left 1,000 events unread; "
+                  "it reconnects with Last-Event-ID.",
                   bars=True),
             Panel(m.REGISTRY_COMMIT_TIME, "Registry commit time, 90th percentile",
                   timer(m.REGISTRY_COMMIT_TIME, "upper_90"), "ms",

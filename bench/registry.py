@@ -37,6 +37,7 @@ from caxton_actors.actors.registry import (
 )
 from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.metrics import REGISTRY_BATCH_SIZE, REGISTRY_COMMIT_TIME
+from caxton_actors.registry.query import Query
 from caxton_actors.registry.replica import Limits, Replica
 
 from .common import percentile, sample_lag, table, us
@@ -170,7 +171,7 @@ def lookup_rows(ref: Ref, agents: int, lookups: int, rng: random.Random) -> list
     check: list[int] = []
     for _ in range(lookups):
         cap = f"cap-{rng.randrange(CAPABILITIES)}"
-        timed(by_cap, ref.ask, ListAgents(cap, None, PAGE))
+        timed(by_cap, ref.ask, ListAgents(Query(capability=cap), None, PAGE))
         timed(by_id, ref.ask, GetAgent(agent_id(rng.randrange(agents))))
         timed(count, ref.ask, CountAgents())
         timed(check, ref.ask, CheckDatabase())

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_HTTP = "127.0.0.1:8080"
 CLIENT_COMMANDS = {
     "members": "list the cluster's members as a running node sees them",
-    "agents": "list the cluster's agents, their nodes, status and routes",
+    "agents": "list the cluster's agents, their nodes, status and routes; or watch them",
     "join": "ask a running node to join a cluster through seeds",
     "leave": "ask a running node to leave its cluster gracefully",
     "monitor": "print member events from a running node as they happen",
@@ -72,13 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         if name == "join":
             client.add_argument("seeds", nargs="+", metavar="ADDR", help="seed host:port")
         if name == "agents":
-            client.add_argument("--capability", metavar="NAME", help="only agents with it")
-            client.add_argument("--local", action="store_true", help="only this node's agents")
+            _agents_arguments(client)
         if name == "monitor":
             client.add_argument(
                 "--json", action="store_true", help="one JSON object per event, with its time"
             )
     _keys_parser(commands)
+    _registry_parser(commands)
     tool = commands.add_parser("state-tool", help="the state tools as an MCP server")
     serve = tool.add_subparsers(dest="action", required=True).add_parser(
         "serve",
@@ -98,6 +98,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _agents_arguments(agents: argparse.ArgumentParser) -> None:
+    agents.add_argument("--scope", metavar="S", help="the agents of this scope (default: default)")
+    agents.add_argument("--capability", metavar="NAME", help="only agents with it")
+    agents.add_argument("--skill", metavar="K", help="only agents whose card has this skill id")
+    agents.add_argument("--tag", metavar="T", help="only agents whose card has this tag")
+    agents.add_argument(
+        "--q", metavar="TEXT", help="only agents whose card's name or description has every word"
+    )
+    agents.add_argument("--local", action="store_true", help="only this node's agents")
+    agents.add_argument(
+        "--watch",
+        action="store_true",
+        help="print the agents, then each change as it happens, until interrupted; "
+        "reconnects when the connection drops (not with --q or --local)",
+    )
+    agents.add_argument(
+        "--json", action="store_true", help="one JSON object per agent, or per event with --watch"
+    )
+
+
 def _keys_parser(commands: Any) -> None:
     keys = commands.add_parser(
         "keys",
@@ -112,6 +132,19 @@ def _keys_parser(commands: Any) -> None:
         if action != "list":
             sub.add_argument("key", metavar="KEY", help="a key, base64")
         _http_argument(sub)
+
+
+def _registry_parser(commands: Any) -> None:
+    registry = commands.add_parser("registry", help="agent discovery as an MCP server")
+    serve = registry.add_subparsers(dest="action", required=True).add_parser(
+        "serve",
+        help="serve find_agents and get_agent_card over MCP (stdio, or streamable HTTP at /mcp)",
+        description="Let an LLM agent find its peers: find_agents and get_agent_card over "
+        "MCP, each a read of a running node's HTTP API.",
+    )
+    _http_argument(serve)
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--listen", default="127.0.0.1:8766", metavar="HOST:PORT", help="for http")
 
 
 def _http_argument(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +189,30 @@ def _keys(args: argparse.Namespace) -> int:
         return EXIT_START
 
 
+def _client(args: argparse.Namespace) -> int:
+    from caxton_actors import client  # noqa: PLC0415 - see _api
+
+    try:
+        api = _api(args)
+    except client.ApiError as exc:
+        print(f"caxton-actors {args.command}: --http {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    watch = getattr(args, "watch", False)
+    if watch and (args.q is not None or args.local):
+        # /agents/watch filters by scope, capability, skill and tag only.
+        print("caxton-actors agents: --watch takes neither --q nor --local", file=sys.stderr)
+        return EXIT_CONFIG
+    filters = ("scope", "capability", "skill", "tag", "q", "local")
+    return client.run(
+        args.command,
+        api,
+        getattr(args, "seeds", ()),
+        client.AgentFilter(**{name: getattr(args, name) for name in filters if name in args}),
+        getattr(args, "json", False),
+        watch,
+    )
+
+
 def _serve_state_tool(args: argparse.Namespace) -> int:
     try:
         settings = json.loads(args.backend_config)
@@ -181,28 +238,34 @@ def _serve_state_tool(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_registry(args: argparse.Namespace) -> int:
+    from caxton_actors import client  # noqa: PLC0415 - see _api
+
+    try:
+        api = _api(args)
+        listen = parse_address(args.listen, "--listen")
+    except (client.ApiError, ConfigError) as exc:
+        print(f"caxton-actors registry: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        from caxton_actors.discovery import serve  # noqa: PLC0415 - the mcp extra
+    except ImportError:
+        print("caxton-actors registry: needs pip install 'caxton-actors[mcp]'", file=sys.stderr)
+        return EXIT_START
+    serve(api, args.transport, listen.host, listen.port)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "state-tool":
         return _serve_state_tool(args)
+    if args.command == "registry":
+        return _serve_registry(args)
     if args.command == "keys":
         return _keys(args)
     if args.command != "run":
-        from caxton_actors import client  # noqa: PLC0415 - see _api
-
-        try:
-            api = _api(args)
-        except client.ApiError as exc:
-            print(f"caxton-actors {args.command}: --http {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-        return client.run(
-            args.command,
-            api,
-            getattr(args, "seeds", ()),
-            getattr(args, "capability", None),
-            getattr(args, "local", False),
-            getattr(args, "json", False),
-        )
+        return _client(args)
     flags = {
         s.path: getattr(args, s.path)
         for s in SETTINGS

@@ -6,8 +6,9 @@ import http.client
 import json
 import ssl
 import sys
+import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +16,91 @@ from typing import Any
 
 EXIT_UNREACHABLE = 1
 TIMEOUT = 10.0
+# A watch's connection is dead once this long passes without a byte: a node sends a
+# keep-alive comment every 15 s, so this is four missed.
+WATCH_IDLE = 60.0
+RECONNECTS = 5  # in a row, after a watch's connection drops
+BACKOFF = 0.5  # seconds before the first reconnection, doubled for each next one
 
 
 class ApiError(Exception):
     pass
+
+
+class Refused(ApiError):
+    """The node answered a stream's request with an error status."""
+
+    def __init__(self, status: int, raw: bytes) -> None:
+        try:
+            payload = json.loads(raw)
+            why = payload.get("description", payload.get("title"))
+        except (ValueError, AttributeError):
+            why = raw.decode(errors="replace")
+        super().__init__(f"{status}: {why}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class AgentFilter:
+    """Which agents ``agents`` lists or watches; None: not filtered on that."""
+
+    scope: str | None = None
+    capability: str | None = None
+    skill: str | None = None
+    tag: str | None = None
+    q: str | None = None
+    local: bool = False
+
+    def query(self) -> dict[str, str]:
+        sent = {
+            name: value
+            for name, value in (
+                ("scope", self.scope),
+                ("capability", self.capability),
+                ("skill", self.skill),
+                ("tag", self.tag),
+                ("q", self.q),
+            )
+            if value is not None
+        }
+        return {**sent, "local": "true"} if self.local else sent
+
+    @property
+    def scope_column(self) -> bool:
+        """Rows name their scope only outside the default one, where most tables are."""
+        return self.scope not in (None, "default")
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event: its type (``message`` when the stream names none), its
+    ``id:`` when it had one, and its ``data:`` lines joined."""
+
+    kind: str
+    data: str
+    id: str | None = None
+
+
+def server_events(lines: Iterable[bytes]) -> Iterator[ServerEvent]:
+    """The events of a ``text/event-stream``, by the WHATWG rules that the node's streams
+    use: fields up to a blank line make an event, ``:`` starts a comment (keep-alives),
+    an event without data is no event."""
+    kind, data, event_id = "message", list[str](), None
+    for raw in lines:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield ServerEvent(kind, "\n".join(data), event_id)
+            kind, data, event_id = "message", [], None
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            kind = value
+        elif name == "id":
+            event_id = value
 
 
 @dataclass(frozen=True)
@@ -59,7 +141,7 @@ class Api:
         return sent
 
 
-def _request(api: Api, method: str, path: str, body: Any = None) -> Any:
+def request(api: Api, method: str, path: str, body: Any = None) -> Any:
     conn = api.connect(TIMEOUT)
     # Every POST says it is JSON, even without a body: the node refuses a POST that
     # could have come from an HTML form.
@@ -78,7 +160,7 @@ def _request(api: Api, method: str, path: str, body: Any = None) -> Any:
 
 
 def _members(api: Api) -> None:
-    rows = _request(api, "GET", "/members")["members"]
+    rows = request(api, "GET", "/members")["members"]
     print(f"{'NAME':<24} {'GOSSIP':<22} {'HTTP':<22} {'STATE':<8} INCARNATION")
     for m in sorted(rows, key=lambda m: m["name"]):
         http_address = m["http_address"] or "-"
@@ -88,35 +170,45 @@ def _members(api: Api) -> None:
         )
 
 
-def _agents(api: Api, capability: str | None, local: bool) -> None:
-    """Every agent (the whole cluster's, or this node's), page by page."""
-    query = {"limit": "1000", **({"capability": capability} if capability else {})}
-    if local:
-        query["scope"] = "local"
-    print(f"{'AGENT':<32} {'NODE':<20} {'STATUS':<12} {'ROUTE':<28} CAPABILITIES")
+def _agents(api: Api, agents: AgentFilter, json_lines: bool) -> None:
+    """Every agent that passes the filter (the whole cluster's, or this node's), page by
+    page; ``json_lines``: each as the node sent it, one JSON object a line."""
+    query = {"limit": "1000", **agents.query()}
+    if not json_lines:
+        print(_header(agents.scope_column))
     while True:
-        page = _request(api, "GET", f"/agents?{urllib.parse.urlencode(query)}")
+        page = request(api, "GET", f"/agents?{urllib.parse.urlencode(query)}")
         for a in page["agents"]:
-            print(
-                f"{a['id']:<32} {a['node_id']:<20} {a['status']:<12} "
-                f"{a['route'] or '-':<28} {','.join(a['capabilities'])}"
-            )
+            print(json.dumps(a) if json_lines else _row(a, agents.scope_column))
         if page["next"] is None:
             return
-        query["after"] = page["next"]
+        query["cursor"] = page["next"]
+
+
+def _header(scope_column: bool) -> str:
+    scope = f"{'SCOPE':<16} " if scope_column else ""
+    return f"{'AGENT':<32} {scope}{'NODE':<20} {'STATUS':<12} {'ROUTE':<28} CAPABILITIES"
+
+
+def _row(agent: dict[str, Any], scope_column: bool) -> str:
+    scope = f"{agent['scope']:<16} " if scope_column else ""
+    return (
+        f"{agent['id']:<32} {scope}{agent['node_id']:<20} {agent['status']:<12} "
+        f"{agent['route'] or '-':<28} {','.join(agent['capabilities'])}"
+    )
 
 
 def keys(api: Api, action: str, key: str | None) -> int:
     """``keys list`` or a cluster-wide change; 1 when some member did not acknowledge."""
     if action == "list":
-        ring = _request(api, "GET", "/keyring")
+        ring = request(api, "GET", "/keyring")
         print(f"{ring['members']} members")
         print(f"{'KEY':<26} {'INSTALLED':>9} {'PRIMARY':>7}")
         for entry in ring["keys"]:
             print(f"{entry['key']:<26} {entry['installed']:>9} {entry['primary']:>7}")
         _print_unreachable(ring["unreachable"])
         return 0 if not ring["unreachable"] else EXIT_UNREACHABLE
-    done = _request(api, "POST", "/keyring", {"op": action, "key": key})
+    done = request(api, "POST", "/keyring", {"op": action, "key": key})
     acknowledged = done["acknowledged"]
     print(f"{action} {done['key']}: {len(acknowledged)} of {done['members']} members acknowledged")
     for name, error in done["refused"].items():
@@ -142,17 +234,11 @@ def _monitor(api: Api, json_lines: bool = False) -> None:
     is JSON only."""
     conn = api.connect(timeout=None)
     try:
-        conn.request("GET", "/events", headers=api.headers(json_body=False))
-        response = conn.getresponse()
-        if response.status != 200:
-            raise ApiError(f"{response.status}: {response.read().decode(errors='replace')}")
+        response = _stream(api, conn, "/events")
         greeting = sys.stderr if json_lines else sys.stdout
         print(f"following member events from {api}", file=greeting, flush=True)
-        for raw in response:
-            line = raw.decode().strip()
-            if not line.startswith("data: "):
-                continue
-            event = json.loads(line[6:])
+        for sent in server_events(response):
+            event = json.loads(sent.data)
             if json_lines:
                 print(json.dumps({"time": _now(), **event}), flush=True)
                 continue
@@ -167,10 +253,105 @@ def _monitor(api: Api, json_lines: bool = False) -> None:
         conn.close()
 
 
+def _stream(
+    api: Api, conn: http.client.HTTPConnection, path: str, last_id: str | None = None
+) -> http.client.HTTPResponse:
+    """An event stream's response, its events to read from; Refused unless a 200."""
+    headers = api.headers(json_body=False)
+    if last_id is not None:
+        headers["Last-Event-ID"] = last_id
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    if response.status != 200:
+        raise Refused(response.status, response.read())
+    return response
+
+
+class _Watch:
+    """``agents --watch``: the snapshot, then each change, until interrupted. When the
+    connection drops (or the node closes it), reconnect after a backoff, at most
+    ``RECONNECTS`` times in a row, sending the last event id seen as ``Last-Event-ID``:
+    the node replays what followed it, or sends a fresh snapshot, printed as one."""
+
+    def __init__(self, api: Api, agents: AgentFilter, json_lines: bool) -> None:
+        self.api, self.json_lines, self.scope_column = api, json_lines, agents.scope_column
+        query = urllib.parse.urlencode(agents.query())
+        self.path = f"/agents/watch?{query}" if query else "/agents/watch"
+        self.last_id: str | None = None
+        self.connected = False  # once it has been, a failure is a drop: retried
+        self.failures = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                self._follow()
+                why = "the stream ended"
+            except Refused as exc:  # 503: too many watches, or a node starting; else final
+                if not self.connected or exc.status < 500:
+                    raise
+                why = str(exc)
+            except (OSError, http.client.HTTPException) as exc:
+                if not self.connected:
+                    raise ApiError(f"cannot reach {self.api}{self.path}: {exc}") from None
+                why = str(exc) or type(exc).__name__
+            self._wait(why)
+
+    def _follow(self) -> None:
+        conn = self.api.connect(WATCH_IDLE)
+        try:
+            response = _stream(self.api, conn, self.path, self.last_id)
+            if self.connected:
+                print(f"reconnected to {self.api}", file=sys.stderr, flush=True)
+            else:
+                greeting = sys.stderr if self.json_lines else sys.stdout
+                print(f"watching agents at {self.api}", file=greeting, flush=True)
+            self.connected, self.failures = True, 0
+            for event in server_events(response):
+                self.last_id = event.id or self.last_id
+                self._show(event)
+        finally:
+            conn.close()
+
+    def _wait(self, why: str) -> None:
+        if self.failures == RECONNECTS:
+            raise ApiError(f"{why}; gave up after {RECONNECTS} reconnections")
+        delay = BACKOFF * 2**self.failures
+        self.failures += 1
+        print(
+            f"caxton-actors agents: {why}; reconnecting in {delay:g}s "
+            f"({self.failures} of {RECONNECTS}) after event {self.last_id or '-'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(delay)
+
+    def _show(self, event: ServerEvent) -> None:
+        """One event, stamped with when it arrived; as JSON, ``{"time", "event", "id",
+        "data"}``: an agent's own ``id`` would clash with the event's at the top level."""
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            raise ApiError(f"{self.path}: a {event.kind} event that is not JSON") from None
+        now = _now()
+        if self.json_lines:
+            print(json.dumps({"time": now, "event": event.kind, "id": event.id, "data": data}))
+        elif event.kind == "snapshot":
+            print(f"{'TIME':<24} {'EVENT':<11} {_header(self.scope_column)}")
+            for agent in data["agents"]:
+                print(f"{now} {'snapshot':<11} {_row(agent, self.scope_column)}")
+            if not data["agents"]:
+                print(f"{now} {'snapshot':<11} no agents")
+        elif event.kind == "closed":
+            print(f"{now} {'closed':<11} {data.get('reason')}")
+        else:
+            print(f"{now} {event.kind:<11} {_row(data, self.scope_column)}")
+        sys.stdout.flush()
+
+
 def _join(api: Api, seeds: Sequence[str]) -> int:
     """Who answered on stdout, who did not (and why) on stderr; 1 when no seed answered
     (the node goes on asking the ones it could contact)."""
-    result = _request(api, "POST", "/cluster/join", {"seeds": list(seeds)})
+    result = request(api, "POST", "/cluster/join", {"seeds": list(seeds)})
     for seed, why in result["failed"].items():
         print(f"caxton-actors join: {seed} did not answer: {why}", file=sys.stderr)
     for skipped in result["skipped"]:
@@ -186,19 +367,21 @@ def run(
     command: str,
     api: Api,
     seeds: Sequence[str] = (),
-    capability: str | None = None,
-    local: bool = False,
+    agents: AgentFilter | None = None,
     json_lines: bool = False,
+    watch: bool = False,
 ) -> int:
     try:
         if command == "members":
             _members(api)
+        elif command == "agents" and watch:
+            _Watch(api, agents or AgentFilter(), json_lines).run()
         elif command == "agents":
-            _agents(api, capability, local)
+            _agents(api, agents or AgentFilter(), json_lines)
         elif command == "join":
             return _join(api, seeds)
         elif command == "leave":
-            _request(api, "POST", "/cluster/leave")
+            request(api, "POST", "/cluster/leave")
             print("left the cluster")
         else:
             _monitor(api, json_lines)

@@ -110,6 +110,7 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object a line
     registry_max_agents: int = 100_000  # agents this node may own (the cluster holds more)
+    registry_scopes: frozenset[str] = frozenset()  # scopes this node serves; empty: all
     state_tools: Mapping[str, ToolSpec] = field(default_factory=dict)  # by name
     state_timeout: float = 5.0  # seconds a state tool call may take
     state_tools_inline: bool = False  # agents may bring their own {type, config}
@@ -174,6 +175,12 @@ SETTINGS: tuple[Setting, ...] = (
         "CAXTON_REGISTRY_MAX_AGENTS",
         "--registry-max-agents",
         "agents this node may own",
+    ),
+    Setting(
+        "registry.scopes",
+        "CAXTON_REGISTRY_SCOPES",
+        "--registry-scopes",
+        "the agent scopes this node serves, scope,scope (unset: all)",
     ),
     Setting("state_tools", None, None, "named state tools: {name: {type, config}}"),
     Setting("state_timeout", None, None, "how long a state tool call may take"),
@@ -379,7 +386,8 @@ def _flatten(section: object, prefix: str, raw: _Raw) -> None:
 
 def _from_text(path: str, text: str, key: str) -> object:
     """Give a variable's or flag's text the type the YAML file would have had."""
-    if path in ("gossip.seed_nodes", "gossip.keys", "http.tokens", "http.allowed_hosts"):
+    lists = ("gossip.seed_nodes", "gossip.keys", "http.tokens", "http.allowed_hosts")
+    if path in (*lists, "registry.scopes"):
         return [item.strip() for item in text.split(",") if item.strip()]
     if path == "registry.max_agents_per_node":
         try:
@@ -453,10 +461,17 @@ def _build(raw: _Raw) -> Config:
         registry_max_agents=get(
             "registry.max_agents_per_node", _max_agents, base.registry_max_agents
         ),
+        registry_scopes=get("registry.scopes", _scopes, base.registry_scopes),
         state_tools=get("state_tools", _state_tools, base.state_tools),
         state_timeout=get("state_timeout", parse_duration, base.state_timeout),
         state_tools_inline=get("state_tools_inline", _bool, base.state_tools_inline),
     )
+
+
+def _scopes(value: object, key: str) -> frozenset[str]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "must be a list of scope names")
+    return frozenset(_scope(item, key) for item in value)
 
 
 def _str(value: object, key: str) -> str:
@@ -486,6 +501,10 @@ def _matching(pattern: str, reason: str) -> Callable[[object, str], str]:
 _node_name = _matching(
     r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
     "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+)
+_scope = _matching(
+    r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}",
+    "must be 1 to 64 letters, digits or ._:@-, starting with a letter or digit",
 )
 _statsd_prefix = _matching(
     r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)?",

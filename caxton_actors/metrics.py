@@ -38,6 +38,7 @@ REGISTRY_COMMIT_TIME = "caxton_registry_commit_ms"  # timer
 AGENT_REGISTRY_UNREACHABLE = "caxton_agent_registry_unreachable"  # gauge: owner dead or left
 REGISTRY_UPDATES_DROPPED = "caxton_registry_updates_dropped_total"  # counter, suffixed .<reason>
 REGISTRY_PULLS = "caxton_registry_pulls_total"  # counter: deltas asked of peers
+WATCHES_DROPPED = "caxton_registry_watches_dropped_total"  # counter: watchers too slow to keep
 STATE_CALLS = "caxton_state_calls_total"  # counter, suffixed .<tool type>
 STATE_ERRORS = "caxton_state_errors_total"  # counter, suffixed .<tool type>.<kind>
 STATE_CALL_TIME = "caxton_state_call_ms"  # timer, suffixed .<tool type>

@@ -224,7 +224,13 @@ class Node:
         named = tuple((slot.name, slot) for slot in slots if slot is not None)
         assert self._registry is not None
         actors = Actors(
-            self._registry, self.membership, self._detector, named, ASK_TIMEOUT, self._state
+            self._registry,
+            self.membership,
+            self._detector,
+            named,
+            ASK_TIMEOUT,
+            self._state,
+            self.config.registry_scopes,
         )
         self._app = create_app(actors, self.stats, http.tokens, http.allowed_hosts, http.access_log)
         self._tls = None

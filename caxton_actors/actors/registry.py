@@ -15,23 +15,28 @@ file behind the answer.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import heapq
 import logging
 import math
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import gevent.event
+import gevent.queue
 import gevent.threadpool
 
 from caxton_actors import metrics
 from caxton_actors.actors.stage import StageActor
 from caxton_actors.clock import SYSTEM, Clock
 from caxton_actors.engine.messages import (
+    Changed,
     Committed,
     Deregister,
     Dropped,
@@ -42,7 +47,10 @@ from caxton_actors.engine.messages import (
     Tick,
 )
 from caxton_actors.engine.registry import RegistryStage
-from caxton_actors.registry.records import AgentRecord, Head
+from caxton_actors.registry import watch
+from caxton_actors.registry.query import Query
+from caxton_actors.registry.records import DEFAULT_SCOPE, AgentRecord, Head, key_of, token
+from caxton_actors.registry.replica import Change
 from caxton_actors.registry.store import (
     Agent,
     Conversation,
@@ -63,6 +71,12 @@ MAX_BATCH = 512
 PROBE_TTL = 1.0
 # Records the registry grows (or shrinks) by between two gc.freeze() calls.
 FREEZE_GROWTH = 10_000
+# Events a watcher may leave unread before it is dropped as too slow.
+WATCH_BACKLOG = 1_000
+# Most agents a watch's snapshot holds: a wider watch is refused (narrow its query).
+MAX_SNAPSHOT = 10_000
+# Reads waiting for a version (read-your-writes) at once.
+MAX_WAITERS = 10_000
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -92,9 +106,16 @@ class PutAgent(RegistryRequest[Written | RegistryFull]):
     capabilities: tuple[str, ...]
     state_tool: str | None = None
     """JSON: the name of a configured state tool, or a {type, config}; None: stateless."""
+    scope: str = DEFAULT_SCOPE
+    card: str | None = None
+    """The A2A AgentCard, validated (``cards.validate``), as compact JSON text."""
+
+    @property
+    def key(self) -> str:
+        return key_of(self.scope, self.agent_id)
 
     def apply(self, tx: Tx) -> Written:
-        return tx.put_agent(self.agent_id, self.capabilities, self.state_tool)
+        return tx.put_agent(self.key, self.capabilities, self.state_tool, self.card)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +134,18 @@ class SaveReplica(RegistryRequest[None]):
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteAgent(RegistryRequest[bool]):
-    agent_id: str
+class DeleteAgent(RegistryRequest[str | None]):
+    """Answered the removal's read-your-writes token; None: no such agent here."""
 
-    def apply(self, tx: Tx) -> bool:
-        return tx.delete_agent(self.agent_id)
+    agent_id: str
+    scope: str = DEFAULT_SCOPE
+
+    @property
+    def key(self) -> str:
+        return key_of(self.scope, self.agent_id)
+
+    def apply(self, tx: Tx) -> str | None:
+        return "" if tx.delete_agent(self.key) else None  # the token once it is committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,15 +237,67 @@ class GetAgent(Request[Agent | None]):
     """The agent's newest claim anywhere in the cluster."""
 
     agent_id: str
+    scope: str = DEFAULT_SCOPE
 
 
 @dataclass(frozen=True, slots=True)
 class ListAgents(Request[list[Agent]]):
-    capability: str | None
-    after: str | None
+    query: Query
+    cursor: str | None
     limit: int
     local: bool = False
     """Only this node's own agents."""
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitVersion(Request["gevent.event.AsyncResult[bool] | int"]):
+    """Read-your-writes: answered this node's head of ``owner`` when it has merged
+    ``version`` already, else a result set once it has (the asker bounds the wait)."""
+
+    owner: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeadOf(Request[int]):
+    """How far this node knows ``owner``."""
+
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The last item of a watch's queue: why it ends."""
+
+    reason: str
+
+
+WatchItem = watch.Seen | Closed
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: str
+    agents: tuple[Agent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Watch(Request["Snapshot | int | None"]):
+    """Follow the agents ``query`` selects: every change after this goes to ``queue``.
+
+    Answered with a snapshot of the set (None: ``last_id`` was resumed from, and what
+    followed it is already queued), or, when more than ``MAX_SNAPSHOT`` agents match,
+    with their count and no watch.
+    """
+
+    query: Query
+    queue: gevent.queue.Queue[WatchItem]
+    last_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unwatch:
+    queue: gevent.queue.Queue[WatchItem]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +311,7 @@ class GetStateTool(Request[StateBinding]):
     """For an agent registered on this node: its state tool binding (None: stateless)."""
 
     agent_id: str
+    scope: str = DEFAULT_SCOPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +325,8 @@ class DigestView:
 
 @dataclass(frozen=True, slots=True)
 class RegistryDigest(Request[DigestView]):
-    pass
+    scope: str | None = None
+    """One scope's agents; None: all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,8 +393,13 @@ class RegistryActor(StageActor):
         housekeeping opens a transaction only when one has come. A correlation deleted
         early leaves its deadline here: a reap that finds nothing then."""
         heapq.heapify(self._reap_at)
-        own_agents = ((a.id, a.capabilities) for a in own)
+        own_agents = (
+            AgentRecord(a.node_id, a.id, 0, a.capabilities, 0, False, a.scope, a.card) for a in own
+        )
         stage.restore(own_agents, records, heads, clock.monotonic(), clock.wall())
+        self._log = watch.Log(uuid.uuid4().hex[:12])
+        self._watchers: dict[gevent.queue.Queue[WatchItem], Query] = {}
+        self._waiters: list[tuple[str, int, gevent.event.AsyncResult[bool]]] = []
         self._frozen_at = -FREEZE_GROWTH
         self._resave = False
         self._freeze_if_grown()
@@ -328,6 +415,9 @@ class RegistryActor(StageActor):
         self._arm_sweep()
 
     def on_stop(self) -> None:
+        for queue in self._watchers:
+            queue.put(Closed("the node's registry stopped; reconnect"))
+        self._watchers.clear()
         self._alarm.cancel()
         self._worker.apply(self._store.close)
         self._worker.kill()
@@ -349,20 +439,32 @@ class RegistryActor(StageActor):
         match message:
             case CountAgents():
                 return replica.count()
-            case GetAgent(agent_id=agent_id):
-                record = replica.get(agent_id)
+            case GetAgent(agent_id=agent_id, scope=scope):
+                record = replica.get(agent_id, scope)
                 return None if record is None else self._agent(record)
-            case ListAgents(capability=capability, after=after, limit=limit, local=local):
-                return [self._agent(r) for r in replica.page(capability, after, limit, local)]
-            case GetStateTool(agent_id=agent_id):
-                here = replica.own(agent_id) is not None
-                return StateBinding(here, self._state_tools.get(agent_id))
+            case ListAgents(query=query, cursor=cursor, limit=limit, local=local):
+                return [self._agent(r) for r in replica.page(query, cursor, limit, local)]
+            case GetStateTool(agent_id=agent_id, scope=scope):
+                here = replica.own(agent_id, scope) is not None
+                return StateBinding(here, self._state_tools.get(key_of(scope, agent_id)))
             case CheckWritable():
                 return self._writable()
-            case RegistryDigest():
+            case RegistryDigest(scope=scope):
                 return DigestView(
-                    replica.count(), replica.unreachable_count(), replica.digest(), replica.heads()
+                    replica.count(scope),
+                    replica.unreachable_count(scope),
+                    replica.digest(scope),
+                    replica.heads(),
                 )
+            case AwaitVersion(owner=owner, version=version):
+                return self._await(owner, version)
+            case HeadOf(owner=owner):
+                return replica.head(owner)
+            case Watch(query=query, queue=queue, last_id=last_id):
+                return self._watch(query, queue, last_id)
+            case Unwatch(queue=queue):
+                self._watchers.pop(queue, None)
+                return None
             case Housekeeping():
                 return self._housekeeping()
             case _Sweep():
@@ -415,6 +517,8 @@ class RegistryActor(StageActor):
                 self.actor_ref.tell(SaveReplica(stored, forgotten, heads, gone))
             case Dropped(reason=reason, count=count):
                 self._stats.incr(f"{metrics.REGISTRY_UPDATES_DROPPED}.{reason}", count)
+            case Changed(changes=changes):
+                self._tell_watchers(changes)
 
     def _batch(self, message: RegistryRequest[Any]) -> Any:
         """Run ``message`` and every request queued behind it in one transaction."""
@@ -461,14 +565,16 @@ class RegistryActor(StageActor):
         changes: list[Register | Deregister] = []
         for request, result in zip(runnable, results, strict=True):
             if isinstance(request, PutAgent):
-                changes.append(Register(request.agent_id, request.capabilities))
+                changes.append(
+                    Register(request.agent_id, request.capabilities, request.scope, request.card)
+                )
                 if request.state_tool is None:
-                    self._state_tools.pop(request.agent_id, None)
+                    self._state_tools.pop(request.key, None)
                 else:
-                    self._state_tools[request.agent_id] = request.state_tool
-            elif isinstance(request, DeleteAgent) and result:
-                changes.append(Deregister(request.agent_id))
-                self._state_tools.pop(request.agent_id, None)
+                    self._state_tools[request.key] = request.state_tool
+            elif isinstance(request, DeleteAgent) and result is not None:
+                changes.append(Deregister(request.agent_id, request.scope))
+                self._state_tools.pop(request.key, None)
             elif isinstance(request, CreateCorrelation) and result is not None:
                 # The deadline Tx.create_correlation set, to the same reading.
                 heapq.heappush(self._reap_at, monotonic + request.ttl_ms / 1000)
@@ -476,9 +582,11 @@ class RegistryActor(StageActor):
             self._carry(self._step(Committed(tuple(changes))))
         for i, (request, result) in enumerate(zip(runnable, results, strict=True)):
             if isinstance(request, PutAgent):
-                record = self._replica.own(request.agent_id)
+                record = self._replica.own(request.agent_id, request.scope)
                 assert record is not None  # just registered
                 results[i] = Written(self._agent(record), result.created)
+            elif isinstance(request, DeleteAgent) and result is not None:
+                results[i] = token(self._replica.name, self._replica.head(self._replica.name))
         self._freeze_if_grown()
         answers = iter(results)
         full = RegistryFull(self._limits.max_agents_per_node)
@@ -490,16 +598,21 @@ class RegistryActor(StageActor):
         refused: set[int] = set()
         new: set[str] = set()
         for i, request in enumerate(requests):
-            if isinstance(request, PutAgent) and self._replica.own(request.agent_id) is None:
-                if request.agent_id not in new and len(new) >= room:
+            if (
+                isinstance(request, PutAgent)
+                and self._replica.own(request.agent_id, request.scope) is None
+            ):
+                if request.key not in new and len(new) >= room:
                     refused.add(i)
                 else:
-                    new.add(request.agent_id)
+                    new.add(request.key)
             elif isinstance(request, DeleteAgent):
-                new.discard(request.agent_id)
+                new.discard(request.key)
         return refused
 
-    def _agent(self, record: AgentRecord) -> Agent:
+    def _agent(self, record: AgentRecord, card: bool = True) -> Agent:
+        """The agent as reads show it; ``card``: with its card's text (watch events go
+        without: the log must not keep up to 10,000 old cards alive)."""
         replica = self._replica
         return Agent(
             record.agent_id,
@@ -508,7 +621,75 @@ class RegistryActor(StageActor):
             record.changed_at,
             replica.status(record),
             f"http://{route}" if (route := replica.routes.get(record.owner)) else None,
+            record.scope,
+            record.version,
+            record.card if card else None,
+            replica.terms(record),
         )
+
+    # Read-your-writes and watches.
+
+    def _await(self, owner: str, version: int) -> gevent.event.AsyncResult[bool] | int:
+        head = self._replica.head(owner)
+        if head >= version:
+            return head
+        if len(self._waiters) >= MAX_WAITERS:  # the oldest gives up first: its asker has
+            _, _, oldest = self._waiters.pop(0)
+            oldest.set(False)
+        waiting: gevent.event.AsyncResult[bool] = gevent.event.AsyncResult()
+        self._waiters.append((owner, version, waiting))
+        return waiting
+
+    def _wake_waiters(self) -> None:
+        """Answer the reads whose version has been merged; forget those whose asker gave
+        up (it sets the result False)."""
+        head = self._replica.head
+        still = []
+        for owner, version, waiting in self._waiters:
+            if waiting.ready():
+                continue
+            if head(owner) >= version:
+                waiting.set(True)
+            else:
+                still.append((owner, version, waiting))
+        self._waiters = still
+
+    def _watch(
+        self, query: Query, queue: gevent.queue.Queue[WatchItem], last_id: str | None
+    ) -> Snapshot | int | None:
+        missed = self._log.since(last_id)
+        if missed is not None:
+            for event in missed:
+                if (shown := watch.seen(self._log, event, query)) is not None:
+                    queue.put(shown)
+            self._watchers[queue] = query
+            return None
+        records = self._replica.page(query, None, MAX_SNAPSHOT + 1, local=False)
+        if len(records) > MAX_SNAPSHOT:
+            return len(records)
+        self._watchers[queue] = query
+        return Snapshot(self._log.version, tuple(self._agent(r, card=False) for r in records))
+
+    def _tell_watchers(self, changes: Sequence[Change]) -> None:
+        """Number each change, keep it for resumes, and queue it for whoever watches it."""
+        for change in changes:
+            before = None if change.before is None else self._agent(change.before, card=False)
+            after = None if change.after is None else self._agent(change.after, card=False)
+            if change.before is change.after and before is not None:
+                # Reachability flipped: the status it had is the other one.
+                other = "unreachable" if before.status == "active" else "active"
+                before = dataclasses.replace(before, status=other)
+            event = self._log.append(before, after)
+            for queue, query in list(self._watchers.items()):
+                shown = watch.seen(self._log, event, query)
+                if shown is None:
+                    continue
+                if queue.qsize() >= WATCH_BACKLOG:
+                    queue.put(Closed(f"too slow: {WATCH_BACKLOG} events were left unread"))
+                    del self._watchers[queue]
+                    self._stats.incr(metrics.WATCHES_DROPPED)
+                else:
+                    queue.put(shown)
 
     def _freeze_if_grown(self) -> None:
         """Spare the hub long full collections of a large registry.
@@ -535,7 +716,10 @@ class RegistryActor(StageActor):
         self._stats.gauge(metrics.AGENT_REGISTRY_UNREACHABLE, counts[1])
 
     def _changed(self) -> None:
-        """After what may have changed the registry: its gauges at the next sweep."""
+        """After what may have changed the registry: its gauges at the next sweep, and the
+        reads waiting for a version it may have brought."""
+        if self._waiters:
+            self._wake_waiters()
         self._gauges_due = True
         self._arm_sweep()
 

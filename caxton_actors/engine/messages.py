@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from caxton_actors.address import Address
-from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+from caxton_actors.registry.records import (
+    DEFAULT_SCOPE,
+    AgentRecord,
+    AgentUpdate,
+    Head,
+    RegistryPull,
+)
+from caxton_actors.registry.replica import Change
 from caxton_actors.swim.messages import (
     MemberChanged,
     MemberRecord,
@@ -164,6 +171,9 @@ class Register:
 
     agent_id: str
     capabilities: tuple[str, ...]
+    scope: str = DEFAULT_SCOPE
+    card: str | None = None
+    """The agent's A2A AgentCard, validated, as compact JSON text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +181,7 @@ class Deregister:
     """This node removed one of its own agents."""
 
     agent_id: str
+    scope: str = DEFAULT_SCOPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +275,13 @@ class Persist:
 
 
 @dataclass(frozen=True, slots=True)
+class Changed:
+    """What registry reads now show differently, in order: for watches."""
+
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Dropped:
     """Input refused; ``reason`` is a fixed word, counted by the shell."""
 
@@ -286,6 +304,7 @@ Output = (
     | Exchange
     | Answer
     | Persist
+    | Changed
     | Dropped
     | ClockSkewed
     | MemberChanged

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from caxton_actors.engine.messages import (
     Answer,
     AnswerPull,
+    Changed,
     Committed,
     Dropped,
     HeardHeads,
@@ -44,15 +45,17 @@ class RegistryStage:
 
     def restore(
         self,
-        own: Iterable[tuple[str, tuple[str, ...]]],
+        own: Iterable[AgentRecord],
         records: Iterable[AgentRecord],
         heads: Iterable[tuple[Head, int]],
         now: float,
         wall: float,
     ) -> None:
-        """Start from what the node's disk kept: its own agents, its replica of the others."""
+        """Start from what the node's disk kept: its own agents, its replica of the others.
+        Watches start after this, from a snapshot: no change of it is told."""
         self.replica.load(records, heads, now)
         self.replica.restart(own, now, wall)
+        self.replica.take_changes()
 
     def handle(self, now: float, message: RegistryInput, *, wall: float) -> list[Output]:
         replica = self.replica
@@ -73,13 +76,23 @@ class RegistryStage:
             case Committed(changes=changes):
                 for change in changes:
                     if isinstance(change, Register):
-                        replica.register(change.agent_id, change.capabilities, now, wall)
+                        replica.register(
+                            change.agent_id,
+                            change.capabilities,
+                            now,
+                            wall,
+                            scope=change.scope,
+                            card=change.card,
+                        )
                     else:
-                        replica.deregister(change.agent_id, now, wall)
+                        replica.deregister(change.agent_id, now, wall, scope=change.scope)
             case Tick():
                 outputs += self._persist(replica.expire(now), set())
             case Restarted(stage=Stage.MEMBERSHIP):
                 self._spread = ()  # membership, built anew, spreads no head: all of them again
+        seen = replica.take_changes()
+        if seen:
+            outputs.append(Changed(tuple(seen)))
         return outputs + self._gossip(now)
 
     def _persist(self, merged: Merged, owners: set[str]) -> list[Output]:

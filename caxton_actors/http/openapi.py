@@ -22,12 +22,26 @@ from caxton_actors.http.resources import (
     MAX_SEEDS,
     MAX_TTL_SECONDS,
 )
+from caxton_actors.registry.cards import MAX_CARD_BYTES
+from caxton_actors.registry.records import DEFAULT_SCOPE
 from caxton_actors.state.specs import TOOL_KEYS
 
 Json = dict[str, Any]
 
 _ID: Json = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}
 _MS: Json = {"type": "integer", "description": "Unix time in milliseconds"}
+_TOKEN: Json = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[1-9][0-9]*$",
+    "description": "A read-your-writes token, `{owner}:{version}`: the node that made a write "
+    "and its version once it had",
+    "examples": ["node-a:1764561234567"],
+}
+# A read that waits for a token: by default and at most, in seconds; a watch node's limits.
+_WAIT_DEFAULT = 2
+_WAIT_MAX = 5
+_MAX_WATCHES = 64
+_MAX_SNAPSHOT = 10_000
 
 
 def _ref(name: str) -> Json:
@@ -97,6 +111,53 @@ _BAD_BODY: Json = {
     "503": _error("An actor did not answer in time"),
 }
 _UNAVAILABLE: Json = {"503": _error("An actor did not answer in time")}
+_SCOPE_NAME: Json = {**_ID, "maxLength": 64}
+_NOT_SERVED = "a scope this node does not serve (registry.scopes: the description names them)"
+_WAITED: Json = {
+    "504": _error(
+        "`after` was not merged within `timeout`; the description says what is missing: "
+        "`node C holds node-a up to version X; the token needs Y`"
+    ),
+}
+_BAD_WAIT = f"a malformed `after` token, a `timeout` over {_WAIT_MAX}"
+
+
+def _query(name: str, schema: Json, description: str) -> Json:
+    return {"name": name, "in": "query", "description": description, "schema": schema}
+
+
+_IN_SCOPE = _query(
+    "scope",
+    {**_SCOPE_NAME, "default": DEFAULT_SCOPE},
+    "The agents' scope: a namespace, not a security boundary (the same id in two scopes "
+    "is two agents)",
+)
+_WAIT: list[Json] = [
+    _query(
+        "after",
+        _TOKEN,
+        "A token a write answered with (on any node): answer once this node has merged "
+        "that write, waiting at most `timeout`",
+    ),
+    _query(
+        "timeout",
+        {"type": "number", "minimum": 0, "maximum": _WAIT_MAX, "default": _WAIT_DEFAULT},
+        "Seconds to wait for `after`",
+    ),
+]
+_CARD_FILTERS: list[Json] = [
+    _query("capability", _ID, "Only agents with this capability"),
+    _query("skill", {"type": "string", "minLength": 1}, "Only agents whose card has this skill id"),
+    _query("tag", {"type": "string", "minLength": 1}, "Only agents whose card has this tag"),
+]
+
+
+def _written(response: Json) -> Json:
+    """A write's answer: ``response`` with the token to read it back by, anywhere."""
+    token = {"description": "This write's read-your-writes token", "schema": _TOKEN}
+    return {**response, "headers": {"X-Caxton-Token": token}}
+
+
 _STATE_ERRORS: Json = {
     "400": _error("A bad key or value"),
     "404": _error("No such agent, or no value at the key"),
@@ -106,6 +167,19 @@ _STATE_ERRORS: Json = {
     **_UNAVAILABLE,
 }
 
+
+def _card(summary: str) -> Json:
+    return {
+        "summary": summary,
+        "responses": {
+            "200": _json(_ref("AgentCard"), "The card exactly as registered"),
+            "400": _error("A bad id or scope"),
+            "404": _error(f"No such agent, an agent without a card, or {_NOT_SERVED}"),
+            **_UNAVAILABLE,
+        },
+    }
+
+
 SCHEMAS: Json = {
     "Error": {
         "type": "object",
@@ -114,11 +188,43 @@ SCHEMAS: Json = {
     },
     "Agent": {
         "type": "object",
-        "required": ["id", "node_id", "capabilities", "last_seen", "status", "route"],
+        "required": [
+            "id",
+            "scope",
+            "node_id",
+            "capabilities",
+            "last_seen",
+            "status",
+            "route",
+            "version",
+            "skills",
+            "tags",
+            "name",
+        ],
         "properties": {
             "id": _ID,
+            "scope": _ID,
             "node_id": {"type": "string", "description": "The owning node"},
-            "capabilities": {"type": "array", "items": _ID},
+            "capabilities": {
+                "type": "array",
+                "items": _ID,
+                "description": "As registered; without, the card's skill ids and tags",
+            },
+            "version": {
+                "type": "integer",
+                "description": "The owning node's version at the agent's last change",
+            },
+            "skills": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The card's skill ids",
+            },
+            "tags": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The card's skills' tags",
+            },
+            "name": {"type": ["string", "null"], "description": "The card's name"},
             "last_seen": _MS,
             "status": {
                 "type": "string",
@@ -138,8 +244,55 @@ SCHEMAS: Json = {
             "agents": {"type": "array", "items": _ref("Agent")},
             "next": {
                 "type": ["string", "null"],
-                "description": "Pass as `after` for the next page; null on the last page",
+                "description": "Pass as `cursor` for the next page; null on the last page",
             },
+        },
+    },
+    "AgentCard": {
+        "type": "object",
+        "description": "An A2A AgentCard as the A2A protocol writes it (JSON, camelCase), "
+        f"validated with the official A2A SDK; at most {MAX_CARD_BYTES} bytes as compact JSON",
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "skills": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+    "AgentWithCard": {
+        "allOf": [
+            _ref("Agent"),
+            {
+                "type": "object",
+                "required": ["card"],
+                "properties": {"card": {"anyOf": [_ref("AgentCard"), {"type": "null"}]}},
+            },
+        ],
+    },
+    "RegisteredAgent": {
+        "allOf": [
+            _ref("AgentWithCard"),
+            {"type": "object", "required": ["token"], "properties": {"token": _TOKEN}},
+        ],
+    },
+    "AgentSnapshot": {
+        "type": "object",
+        "required": ["version", "agents"],
+        "properties": {
+            "version": {
+                "type": "string",
+                "description": "`<epoch>-<seq>`: the event id the snapshot holds up to",
+            },
+            "agents": {"type": "array", "items": _ref("Agent")},
         },
     },
     "Member": {
@@ -268,42 +421,85 @@ PATHS: Json = {
     },
     "/agents": {
         "get": {
-            "summary": "List the cluster's agents in id order, optionally by capability",
+            "summary": "List a scope's agents in id order; the filters combine (all must hold)",
             "parameters": [
-                {"name": "capability", "in": "query", "schema": _ID},
-                {
-                    "name": "scope",
-                    "in": "query",
-                    "description": "local: only the agents registered on this node",
-                    "schema": {"type": "string", "enum": ["cluster", "local"]},
-                },
-                {"name": "after", "in": "query", "schema": _ID},
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_PAGE,
-                        "default": DEFAULT_PAGE,
-                    },
-                },
+                _IN_SCOPE,
+                *_CARD_FILTERS,
+                _query(
+                    "q",
+                    {"type": "string", "minLength": 1},
+                    "Only agents whose card's name and description hold every word given "
+                    "(whole words, any case)",
+                ),
+                _query("cursor", _ID, "The `next` of the page before"),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+                    "The most agents on a page",
+                ),
+                _query(
+                    "local",
+                    {"type": "boolean", "default": False},
+                    "true: only the agents registered on this node",
+                ),
+                *_WAIT,
             ],
             "responses": {
                 "200": _json(_ref("AgentPage"), "A page of agents"),
-                "400": _error("A bad query parameter"),
+                "400": _error(f"A bad query parameter, {_BAD_WAIT}"),
+                "404": _error(_NOT_SERVED.capitalize()),
+                **_WAITED,
                 **_UNAVAILABLE,
             },
         }
     },
-    "/agents/{agent_id}": {
-        "parameters": [_path_id("agent_id")],
+    "/agents/watch": {
         "get": {
-            "summary": "One agent",
+            "summary": "Follow a scope's agents that pass the filters: a snapshot, then each "
+            "change, as server-sent events",
+            "description": "Each event has an `id:` (`<epoch>-<seq>`) but `closed`. "
+            "`snapshot`: an AgentSnapshot. `added`, `updated`, `unreachable`, `removed`: "
+            'an Agent (removed: as it last was). `closed`: `{"reason": ...}` (a slow '
+            "consumer, the node stopping), then the stream ends. `: keep-alive` comments "
+            "between. Reconnect with `Last-Event-ID`: the node replays what followed it, "
+            "or, when that is too old or from another node or node life, sends a fresh "
+            "snapshot that replaces the set.",
+            "parameters": [
+                _IN_SCOPE,
+                *_CARD_FILTERS,
+                *_WAIT,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "description": "The last event id seen, to resume after",
+                    "schema": {"type": "string"},
+                },
+            ],
             "responses": {
-                "200": _json(_ref("Agent"), "The agent"),
-                "400": _error("A bad id"),
-                "404": _error("No such agent"),
+                "200": {
+                    "description": "The event stream, until the client goes or a `closed`",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "400": _error(
+                    f"A bad query parameter, {_BAD_WAIT}, or a snapshot of more than "
+                    f"{_MAX_SNAPSHOT} agents (narrow the filter)"
+                ),
+                "404": _error(_NOT_SERVED.capitalize()),
+                "503": _error(f"{_MAX_WATCHES} watches are open, the most a node serves"),
+                **_WAITED,
+            },
+        }
+    },
+    "/agents/{agent_id}": {
+        "parameters": [_path_id("agent_id"), _IN_SCOPE],
+        "get": {
+            "summary": "One agent, with its card",
+            "parameters": _WAIT,
+            "responses": {
+                "200": _json(_ref("AgentWithCard"), "The agent"),
+                "400": _error(f"A bad id or scope, {_BAD_WAIT}"),
+                "404": _error(f"No such agent, or {_NOT_SERVED}"),
+                **_WAITED,
                 **_UNAVAILABLE,
             },
         },
@@ -315,14 +511,17 @@ PATHS: Json = {
                     "application/json": {
                         "schema": {
                             "type": "object",
-                            "required": ["capabilities"],
+                            "anyOf": [{"required": ["capabilities"]}, {"required": ["card"]}],
                             "additionalProperties": False,
                             "properties": {
                                 "capabilities": {
                                     "type": "array",
                                     "items": _ID,
                                     "maxItems": MAX_CAPABILITIES,
+                                    "description": "Without: the card's skill ids and tags, "
+                                    f"made ids, the first {MAX_CAPABILITIES}",
                                 },
+                                "card": _ref("AgentCard"),
                                 "state_tool": {
                                     "description": "the name of a configured state tool, or "
                                     '{"type": ..., "config": {...}} when the node has '
@@ -341,27 +540,49 @@ PATHS: Json = {
                 },
             },
             "responses": {
-                "200": _json(_ref("Agent"), "Updated"),
-                "201": _json(_ref("Agent"), "Registered"),
+                "200": _written(_json(_ref("RegisteredAgent"), "Updated")),
+                "201": _written(_json(_ref("RegisteredAgent"), "Registered")),
+                "404": _error(_NOT_SERVED.capitalize()),
                 "409": _error("This node already owns its limit of agents"),
                 **_BAD_BODY,
                 "400": _error(
-                    "A bad body or id; or a state_tool that is not configured, that cannot "
-                    "work (the description names the key: state_tool.config.url), or is "
-                    "inline while state_tools_inline is off"
+                    "A bad body, id or scope; neither capabilities nor card; a card that "
+                    "does not validate (the description names the field: "
+                    "`card.skills[0].id: ...`) or is over "
+                    f"{MAX_CARD_BYTES} bytes; or a state_tool that is not configured, that "
+                    "cannot work (the description names the key: state_tool.config.url), or "
+                    "is inline while state_tools_inline is off"
+                ),
+                "413": _error(
+                    f"The body is larger than {MAX_BODY_BYTES} bytes, or the card than "
+                    f"{MAX_CARD_BYTES}"
                 ),
             },
         },
         "delete": {
             "summary": "Deregister an agent registered on this node",
             "responses": {
-                "204": {"description": "Deregistered"},
-                "400": _error("A bad id"),
-                "404": _error("No such agent"),
+                "204": _written({"description": "Deregistered"}),
+                "400": _error("A bad id or scope"),
+                "404": _error(f"No such agent, or {_NOT_SERVED}"),
                 "409": _error("The agent is registered on another node"),
                 **_UNAVAILABLE,
             },
         },
+    },
+    "/agents/{agent_id}/.well-known/agent-card.json": {
+        "parameters": [_path_id("agent_id"), _IN_SCOPE],
+        "get": _card("The agent's A2A AgentCard, where A2A clients look for it"),
+    },
+    "/scopes/{scope}/agents/{agent_id}/.well-known/agent-card.json": {
+        "parameters": [
+            {"name": "scope", "in": "path", "required": True, "schema": _SCOPE_NAME},
+            _path_id("agent_id"),
+        ],
+        "get": _card(
+            "The card of an agent in a scope named in the path: an A2A client's base URL "
+            "cannot carry a query"
+        ),
     },
     "/agents/{agent_id}/route": {
         "parameters": [_path_id("agent_id")],
@@ -449,6 +670,13 @@ PATHS: Json = {
     "/registry/digest": {
         "get": {
             "summary": "A digest of the registry: equal on nodes that hold the same agents",
+            "parameters": [
+                _query(
+                    "scope",
+                    _SCOPE_NAME,
+                    "That scope's agents only; without, the whole registry's",
+                )
+            ],
             "responses": {
                 "200": _json(
                     {
@@ -467,6 +695,8 @@ PATHS: Json = {
                     },
                     "The digest",
                 ),
+                "400": _error("A bad scope"),
+                "404": _error(_NOT_SERVED.capitalize()),
                 **_UNAVAILABLE,
             },
         },
@@ -745,9 +975,9 @@ PATHS: Json = {
 _SCOPES = (
     "An API token (http.tokens, name:scope:secret) as Authorization: Bearer <secret>, "
     "needed on every route but /, /health and /health/ready once the node has tokens. "
-    "Scopes nest: read (every GET), write (agents, their state, conversations, "
-    "correlations; includes read), admin (/cluster/join, /cluster/leave, /keyring; "
-    "includes write)."
+    "Token scopes (not the agents' `scope` parameter) nest: read (every GET), write "
+    "(agents, their state, conversations, correlations; includes read), admin "
+    "(/cluster/join, /cluster/leave, /keyring; includes write)."
 )
 _FRONT_DOOR: Json = {
     "421": _error("The Host header names neither localhost, an IP address nor an allowed host"),

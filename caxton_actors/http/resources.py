@@ -13,7 +13,7 @@ import contextlib
 import re
 import socket
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ import gevent.lock
 import gevent.queue
 import gevent.select
 import pykka
+import ujson
 
 from caxton_actors.actors.detector import HealthScore
 from caxton_actors.actors.http import CLIENT_SOCKET
@@ -38,7 +39,10 @@ from caxton_actors.actors.membership import (
     Unsubscribe,
 )
 from caxton_actors.actors.registry import (
+    MAX_SNAPSHOT,
+    AwaitVersion,
     CheckWritable,
+    Closed,
     CountAgents,
     CreateConversation,
     CreateCorrelation,
@@ -48,19 +52,28 @@ from caxton_actors.actors.registry import (
     GetConversation,
     GetCorrelation,
     GetStateTool,
+    HeadOf,
     ListAgents,
     PutAgent,
     RegistryDigest,
     RegistryFull,
+    Snapshot,
     TouchConversation,
+    Unwatch,
+    Watch,
+    WatchItem,
 )
 from caxton_actors.config import GOSSIP_PORT, ConfigError, parse_address, parse_duration
 from caxton_actors.engine.messages import LeaveCluster
 from caxton_actors.http import media
 from caxton_actors.http.access import Scope
 from caxton_actors.http.media import read_json_object
+from caxton_actors.registry import cards
+from caxton_actors.registry.query import Query
+from caxton_actors.registry.records import DEFAULT_SCOPE, key_of, parse_token, token
 from caxton_actors.registry.replica import LIMITS
 from caxton_actors.registry.store import Agent, Conversation, Correlation
+from caxton_actors.registry.watch import Seen
 from caxton_actors.runtime.actor import Mailbox, Ping, Request, ask
 from caxton_actors.state.contract import MAX_VALUE_BYTES, StateError
 from caxton_actors.state.service import StateService
@@ -83,10 +96,18 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 MAX_SEEDS = 64
+MAX_SCOPE_LENGTH = LIMITS.max_scope_length
+MAX_QUERY_WORDS = 16
+# Seconds a read given ``after=TOKEN`` may wait for its node to merge that version.
+DEFAULT_WAIT = 2.0
+MAX_WAIT = 5.0
+# The header every agent write answers its read-your-writes token in.
+TOKEN_HEADER = "X-Caxton-Token"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 _ID = re.compile(ID_PATTERN)  # used with fullmatch: a trailing newline does not pass
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +125,8 @@ class Actors:
     all: tuple[tuple[str, Mailbox], ...]
     timeout: float
     state: StateService
+    scopes: frozenset[str] = frozenset()
+    """The agent scopes this node serves; empty: all."""
 
 
 class ActorUnavailable(Exception):
@@ -460,47 +483,154 @@ class ClusterLeave(Resource):
         resp.media = {"status": "left"}
 
 
-class AgentList(Resource):
+def _scope(req: falcon.Request, served: frozenset[str], value: str | None = None) -> str:
+    """The request's agent scope (``?scope=``, or ``value`` from the path): one this node
+    serves."""
+    scope = req.get_param("scope", default=DEFAULT_SCOPE) if value is None else value
+    if not 0 < len(scope) <= MAX_SCOPE_LENGTH or not _ID.fullmatch(scope):
+        raise falcon.HTTPBadRequest(
+            description=f"scope must be 1 to {MAX_SCOPE_LENGTH} letters, digits or ._:@-, "
+            "starting with a letter or digit"
+        )
+    if served and scope not in served:
+        raise falcon.HTTPNotFound(
+            description=f"this node does not serve scope {scope!r}; it serves "
+            + ", ".join(sorted(served))
+        )
+    return scope
+
+
+def _single_params(req: falcon.Request) -> None:
+    for param, value in req.params.items():
+        if isinstance(value, list):
+            raise falcon.HTTPBadRequest(description=f"{param} is given more than once")
+
+
+def _term(req: falcon.Request, name: str) -> str | None:
+    value = req.get_param(name)
+    if value is not None and not 0 < len(value) <= cards.MAX_TERM_LENGTH:
+        raise falcon.HTTPBadRequest(
+            description=f"{name} must be 1 to {cards.MAX_TERM_LENGTH} characters long"
+        )
+    return value
+
+
+def _query(req: falcon.Request, served: frozenset[str]) -> Query:
+    """The scope and terms of a lookup or a watch, from its query string."""
+    _single_params(req)
+    capability = req.get_param("capability")
+    if capability is not None:
+        valid_id(capability, "capability")
+    words: tuple[str, ...] = ()
+    text = req.get_param("q")
+    if text is not None:
+        words = tuple(cards.words(text))
+        if not words or len(words) > MAX_QUERY_WORDS:
+            raise falcon.HTTPBadRequest(
+                description=f"q must hold 1 to {MAX_QUERY_WORDS} words of two or more "
+                "letters or digits"
+            )
+    return Query(_scope(req, served), capability, _term(req, "skill"), _term(req, "tag"), words)
+
+
+def _agent_json(agent: Agent, with_card: bool = False) -> dict[str, Any]:
+    shown = {
+        "id": agent.id,
+        "scope": agent.scope,
+        "node_id": agent.node_id,
+        "capabilities": agent.capabilities,
+        "last_seen": agent.last_seen,
+        "status": agent.status,
+        "route": agent.route,
+        "version": agent.version,
+        "name": agent.terms.name or None,
+        "skills": agent.terms.skills,
+        "tags": agent.terms.tags,
+    }
+    if with_card:
+        shown["card"] = None if agent.card is None else ujson.loads(agent.card)
+    return shown
+
+
+class AgentResource(Resource):
+    """A resource whose reads may wait for a write they follow (``?after=TOKEN``)."""
+
+    def read_after(self, req: falcon.Request) -> None:
+        """Return once this node has merged the version ``after`` names, or raise a 504
+        that says what is missing after ``timeout`` seconds (read-your-writes)."""
+        given = req.get_param("after")
+        if given is None:
+            if req.get_param("timeout") is not None:
+                raise falcon.HTTPBadRequest(description="timeout is only for a read with after")
+            return
+        parsed = parse_token(given)
+        if parsed is None:
+            raise falcon.HTTPBadRequest(
+                description="after must be a token NODE:VERSION, as a write answers in "
+                f"{TOKEN_HEADER} (paging takes cursor)"
+            )
+        wait = req.get_param_as_float("timeout", min_value=0.0, max_value=MAX_WAIT)
+        wait = DEFAULT_WAIT if wait is None else wait
+        owner, version = parsed
+        waiting = self.registry(AwaitVersion(owner, version))
+        if isinstance(waiting, int) or waiting.wait(wait):
+            return
+        waiting.set(False)  # gave up: the registry actor forgets it
+        head = self.registry(HeadOf(owner))
+        raise falcon.HTTPGatewayTimeout(
+            description=f"this node holds {owner} up to version {head}; the token needs "
+            f"{version} (waited {wait:g}s)"
+        )
+
+
+class AgentList(AgentResource):
     name = "agents"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        for param, value in req.params.items():
-            if isinstance(value, list):
-                raise falcon.HTTPBadRequest(description=f"{param} is given more than once")
-        capability = req.get_param("capability")
-        if capability is not None:
-            valid_id(capability, "capability")
-        after = req.get_param("after")
-        if after is not None:
-            valid_id(after, "after")
+        query = _query(req, self.actors.scopes)
+        cursor = req.get_param("cursor")
+        if cursor is not None:
+            valid_id(cursor, "cursor")
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE)
         limit = DEFAULT_PAGE if limit is None else limit
-        scope = req.get_param("scope", default="cluster")
-        if scope not in ("cluster", "local"):
-            raise falcon.HTTPBadRequest(description="scope must be cluster or local")
-        page = self.registry(ListAgents(capability, after, limit, local=scope == "local"))
+        local = req.get_param_as_bool("local", default=False)
+        self.read_after(req)
+        page = self.registry(ListAgents(query, cursor, limit, local))
         resp.media = {
-            "agents": [_plain(agent) for agent in page],
+            "agents": [_agent_json(agent) for agent in page],
             "next": page[-1].id if len(page) == limit else None,
         }
 
 
-class AgentItem(Resource):
+class AgentItem(AgentResource):
     name = "agent"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
-        agent = self.registry(GetAgent(valid_id(agent_id, "agent id")))
+        scope = _scope(req, self.actors.scopes)
+        valid_id(agent_id, "agent id")
+        self.read_after(req)
+        agent = self.registry(GetAgent(agent_id, scope))
         if agent is None:
             raise _not_found("agent", agent_id)
-        resp.media = _plain(agent)
+        resp.media = _agent_json(agent, with_card=True)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
+        scope = _scope(req, self.actors.scopes)
         valid_id(agent_id, "agent id")
         body = read_json_object(req)
-        _known_fields(body, {"capabilities", "state_tool"})
-        capabilities = _id_list(
-            _required(body, "capabilities"), "capabilities", MAX_CAPABILITIES, min_items=0
-        )
+        _known_fields(body, {"capabilities", "card", "state_tool"})
+        card = None
+        if body.get("card") is not None:
+            try:
+                card = cards.validate(body["card"])
+            except cards.CardError as exc:
+                raise falcon.HTTPBadRequest(description=str(exc)) from None
+        if "capabilities" in body or card is None:
+            capabilities = _id_list(
+                _required(body, "capabilities"), "capabilities", MAX_CAPABILITIES, min_items=0
+            )
+        else:
+            capabilities = cards.terms(card).capabilities()
         binding = None
         if body.get("state_tool") is not None:
             try:
@@ -508,25 +638,57 @@ class AgentItem(Resource):
             except StateError as exc:  # a SpecError names the key: state_tool.config.url
                 at = exc.at("state_tool") if isinstance(exc, SpecError) else "state_tool"
                 raise falcon.HTTPBadRequest(description=f"{at}: {exc}") from None
-        written = self.registry(PutAgent(agent_id, capabilities, binding))
+        written = self.registry(PutAgent(agent_id, capabilities, binding, scope, card))
         if isinstance(written, RegistryFull):
             raise falcon.HTTPConflict(
                 description=f"this node already owns its limit of {written.limit} agents; "
                 "remove some, or register the agent on another node"
             )
+        agent = written.record
         resp.status = falcon.HTTP_201 if written.created else falcon.HTTP_200
-        resp.media = _plain(written.record)
+        resp.set_header(TOKEN_HEADER, token(agent.node_id, agent.version))
+        resp.media = {
+            **_agent_json(agent, with_card=True),
+            "token": token(agent.node_id, agent.version),
+        }
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
-        if not self.registry(DeleteAgent(valid_id(agent_id, "agent id"))):
-            elsewhere = self.registry(GetAgent(agent_id))
+        scope = _scope(req, self.actors.scopes)
+        removed = self.registry(DeleteAgent(valid_id(agent_id, "agent id"), scope))
+        if removed is None:
+            elsewhere = self.registry(GetAgent(agent_id, scope))
             if elsewhere is None:
                 raise _not_found("agent", agent_id)
             raise falcon.HTTPConflict(
                 description=f"agent {agent_id!r} is registered on node {elsewhere.node_id!r}, "
                 f"not here; delete it there ({_there(elsewhere)})"
             )
+        resp.set_header(TOKEN_HEADER, removed)
         resp.status = falcon.HTTP_204
+
+
+class AgentCard(AgentResource):
+    """The agent's A2A AgentCard as registered, where the A2A SDK's card resolver looks for
+    it: ``{base}/.well-known/agent-card.json`` with ``http://NODE/agents/ID`` as the base (in
+    another scope, ``http://NODE/scopes/SCOPE/agents/ID``: a resolver's base takes no query)."""
+
+    name = "agent_card"
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, agent_id: str, scope: str | None = None
+    ) -> None:
+        in_scope = _scope(req, self.actors.scopes, scope)
+        valid_id(agent_id, "agent id")
+        self.read_after(req)
+        agent = self.registry(GetAgent(agent_id, in_scope))
+        if agent is None:
+            raise _not_found("agent", agent_id)
+        if agent.card is None:
+            raise falcon.HTTPNotFound(
+                description=f"agent {agent_id!r} was registered without an AgentCard"
+            )
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = agent.card
 
 
 def _there(agent: Agent) -> str:
@@ -540,7 +702,8 @@ class AgentRoute(Resource):
     name = "agent_route"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
-        agent = self.registry(GetAgent(valid_id(agent_id, "agent id")))
+        scope = _scope(req, self.actors.scopes)
+        agent = self.registry(GetAgent(valid_id(agent_id, "agent id"), scope))
         if agent is None:
             raise _not_found("agent", agent_id)
         resp.media = {
@@ -552,14 +715,16 @@ class AgentRoute(Resource):
 
 
 class _StateResource(Resource):
-    def state(self, agent_id: str, operation: str, *args: Any) -> Any:
+    def state(self, req: falcon.Request, agent_id: str, operation: str, *args: Any) -> Any:
         """Call the agent's state tool; the agent must live here and have one.
 
-        A failed call raises ``StateError``; ``app.py`` maps its kind to a status.
+        A failed call raises ``StateError``; ``app.py`` maps its kind to a status. The
+        tool keeps an agent of another scope under its key, ``scope/id``.
         """
-        binding = self.registry(GetStateTool(valid_id(agent_id, "agent id")))
+        scope = _scope(req, self.actors.scopes)
+        binding = self.registry(GetStateTool(valid_id(agent_id, "agent id"), scope))
         if not binding.registered_here:
-            elsewhere = self.registry(GetAgent(agent_id))
+            elsewhere = self.registry(GetAgent(agent_id, scope))
             if elsewhere is None:
                 raise _not_found("agent", agent_id)
             raise falcon.HTTPConflict(
@@ -571,7 +736,7 @@ class _StateResource(Resource):
                 description=f"agent {agent_id!r} is stateless: it was registered without a "
                 "state_tool"
             )
-        return self.actors.state.call(binding.tool, operation, agent_id, *args)
+        return self.actors.state.call(binding.tool, operation, key_of(scope, agent_id), *args)
 
 
 class AgentStateItem(_StateResource):
@@ -580,7 +745,7 @@ class AgentStateItem(_StateResource):
     name = "agent_state"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str, key: str) -> None:
-        found, value = self.state(agent_id, "retrieve", key)
+        found, value = self.state(req, agent_id, "retrieve", key)
         if not found:
             raise falcon.HTTPNotFound(description=f"agent {agent_id!r} has no state at {key!r}")
         resp.content_type = falcon.MEDIA_JSON
@@ -588,13 +753,13 @@ class AgentStateItem(_StateResource):
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, agent_id: str, key: str) -> None:
         value = media.read_json(req, MAX_VALUE_BYTES)
-        self.state(agent_id, "store", key, value)
+        self.state(req, agent_id, "store", key, value)
         resp.status = falcon.HTTP_204
 
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, agent_id: str, key: str
     ) -> None:
-        if not self.state(agent_id, "delete", key):
+        if not self.state(req, agent_id, "delete", key):
             raise falcon.HTTPNotFound(description=f"agent {agent_id!r} has no state at {key!r}")
         resp.status = falcon.HTTP_204
 
@@ -604,7 +769,7 @@ class AgentStateList(_StateResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
         prefix = req.get_param("prefix", default="")
-        resp.media = {"keys": self.state(agent_id, "list", prefix)}
+        resp.media = {"keys": self.state(req, agent_id, "list", prefix)}
 
 
 class RegistryDigestResource(Resource):
@@ -613,7 +778,8 @@ class RegistryDigestResource(Resource):
     name = "registry_digest"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        view = self.registry(RegistryDigest())
+        scope = None if req.get_param("scope") is None else _scope(req, self.actors.scopes)
+        view = self.registry(RegistryDigest(scope))
         resp.media = {
             "agents": view.agents,
             "unreachable": view.unreachable,
@@ -735,12 +901,7 @@ class Events(Resource):
         membership = self.actors.membership
         if membership is None:
             raise _gossip_off()
-        if not self._slots.acquire(blocking=False):
-            raise falcon.HTTPServiceUnavailable(
-                description=f"{MAX_SUBSCRIBERS} event streams are open, the most this node "
-                "serves; try again later",
-                retry_after=int(EVENTS_HEARTBEAT),
-            )
+        _take_slot(self._slots)
         try:
             queue: gevent.queue.Queue[MemberEvent | None] = gevent.queue.Queue()
             _command(membership, Subscribe(queue), "membership", self.actors.timeout)
@@ -749,45 +910,130 @@ class Events(Resource):
             raise
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
-        stream = _event_stream(queue, req.env.get(CLIENT_SOCKET))
-        resp.stream = _closing(stream, membership, queue, self._slots)
+        stream = _event_stream(
+            queue, req.env.get(CLIENT_SOCKET), b": member events\n\n", _member_event
+        )
+        resp.stream = _closing(stream, lambda: membership.tell(Unsubscribe(queue)), self._slots)
+
+
+def _member_event(event: MemberEvent | None) -> bytes | None:
+    """None (the membership actor stopped: a restarted one knows no subscriber, so the
+    client reconnects) ends the stream."""
+    if event is None:
+        return None
+    data = media.dumps({"event": event.kind, **_member(event.member)})
+    return f"event: {event.kind}\ndata: {data}\n\n".encode()
+
+
+class AgentWatch(AgentResource):
+    """The agents a query selects, then every change to them, as server-sent events.
+
+    The registry actor takes the snapshot and starts the watch in one message, so no change
+    falls between them or is told twice; a client that reconnects with ``Last-Event-ID``
+    gets what it missed, or a fresh snapshot when that is no longer kept.
+    """
+
+    name = "agents_watch"
+
+    def __init__(self, actors: Actors) -> None:
+        super().__init__(actors)
+        self._slots = gevent.lock.BoundedSemaphore(MAX_SUBSCRIBERS)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query = _query(req, self.actors.scopes)
+        self.read_after(req)
+        _take_slot(self._slots)
+        registry = self.actors.registry
+        queue: gevent.queue.Queue[WatchItem] = gevent.queue.Queue()
+        try:
+            start = self.registry(Watch(query, queue, req.get_header("Last-Event-ID")))
+        except BaseException:
+            self._slots.release()
+            raise
+        if isinstance(start, int):
+            self._slots.release()
+            raise falcon.HTTPBadRequest(
+                description=f"more than {MAX_SNAPSHOT} agents match; narrow the watch with "
+                "scope, capability, skill or tag"
+            )
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-cache")
+        stream = _event_stream(
+            queue, req.env.get(CLIENT_SOCKET), _snapshot_event(start), _agent_event
+        )
+        resp.stream = _closing(stream, lambda: registry.tell(Unwatch(queue)), self._slots)
+
+
+def _snapshot_event(snapshot: Snapshot | None) -> bytes:
+    if snapshot is None:  # resumed: what was missed is queued
+        return b": resumed\n\n"
+    data = media.dumps(
+        {"version": snapshot.version, "agents": [_agent_json(a) for a in snapshot.agents]}
+    )
+    return f"id: {snapshot.version}\nevent: snapshot\ndata: {data}\n\n".encode()
+
+
+def _agent_event(item: WatchItem) -> bytes | None:
+    if isinstance(item, Closed):
+        # Sent, then the stream ends (the slot is freed by _closing).
+        raise _LastEvent(f"event: closed\ndata: {media.dumps({'reason': item.reason})}\n\n")
+    seen: Seen = item
+    data = media.dumps(_agent_json(seen.agent))
+    return f"id: {seen.id}\nevent: {seen.kind}\ndata: {data}\n\n".encode()
+
+
+class _LastEvent(Exception):
+    """The event that ends a stream."""
+
+
+def _take_slot(slots: gevent.lock.BoundedSemaphore) -> None:
+    if not slots.acquire(blocking=False):
+        raise falcon.HTTPServiceUnavailable(
+            description=f"{MAX_SUBSCRIBERS} event streams of this kind are open, the most "
+            "this node serves; try again later",
+            retry_after=int(EVENTS_HEARTBEAT),
+        )
 
 
 def _closing(
-    stream: Iterator[bytes],
-    membership: Mailbox,
-    queue: gevent.queue.Queue[MemberEvent | None],
-    slots: gevent.lock.BoundedSemaphore,
+    stream: Iterator[bytes], unsubscribe: Callable[[], None], slots: gevent.lock.BoundedSemaphore
 ) -> Iterator[bytes]:
     """``stream``, then, however it ends, the subscription and the slot given back."""
     try:
         yield from stream
     finally:
         with contextlib.suppress(pykka.ActorDeadError):  # restarting: it has forgotten us
-            membership.tell(Unsubscribe(queue))
+            unsubscribe()
         slots.release()
 
 
 def _event_stream(
-    queue: gevent.queue.Queue[MemberEvent | None], client: socket.socket | None
+    queue: gevent.queue.Queue[T],
+    client: socket.socket | None,
+    opening: bytes,
+    render: Callable[[T], bytes | None],
 ) -> Iterator[bytes]:
-    """Until the client goes, or the membership actor stops (None): a restarted one
-    knows no subscriber, so the client reconnects."""
-    yield b": member events\n\n"
+    """``opening``, then each queued item as ``render`` writes it, until the client goes or
+    ``render`` gives None (or raises :class:`_LastEvent` with a last event)."""
+    yield opening
     quiet = 0.0
     while client is None or not _gone(client):
         try:
-            event = queue.get(timeout=EVENTS_GONE_CHECK)
+            item = queue.get(timeout=EVENTS_GONE_CHECK)
         except gevent.queue.Empty:
             quiet += EVENTS_GONE_CHECK
             if quiet >= EVENTS_HEARTBEAT:
                 quiet = 0.0
                 yield b": keep-alive\n\n"
             continue
+        try:
+            event = render(item)
+        except _LastEvent as last:
+            yield str(last).encode()
+            return
         if event is None:
             return
-        data = media.dumps({"event": event.kind, **_member(event.member)})
-        yield f"event: {event.kind}\ndata: {data}\n\n".encode()
+        yield event
 
 
 def _gone(client: socket.socket) -> bool:

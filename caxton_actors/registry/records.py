@@ -12,6 +12,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_SCOPE = "default"
+"""The scope of an agent registered without one."""
+
+
+def key_of(scope: str, agent_id: str) -> str:
+    """The registry's key for an agent: its id in the default scope, ``scope/id`` in another
+    (neither may hold a ``/``). The default scope's keys are the ids they always were, in
+    the file and on the wire."""
+    return agent_id if scope == DEFAULT_SCOPE else f"{scope}/{agent_id}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(scope, agent id) of a key made by :func:`key_of`."""
+    scope, slash, agent_id = key.rpartition("/")
+    return (scope, agent_id) if slash else (DEFAULT_SCOPE, key)
+
+
+def token(owner: str, version: int) -> str:
+    """A read-your-writes token: a read given it waits until its node has merged
+    ``owner`` up to ``version``."""
+    return f"{owner}:{version}"
+
+
+def parse_token(text: str) -> tuple[str, int] | None:
+    """(owner, version) of a :func:`token`, or None when ``text`` is not one (a version is
+    an int64: a longer one would make ``?after=`` a 500 instead of a 400)."""
+    owner, colon, version = text.rpartition(":")
+    if not colon or not owner or not version.isascii() or not version.isdigit():
+        return None
+    if len(version) > 19:  # past int64, and ``int`` raises on a string of 4,301 digits
+        return None
+    return owner, int(version)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentRecord:
@@ -26,6 +59,13 @@ class AgentRecord:
     Shown, never compared: between owners the version decides (``replica.py``)."""
     deleted: bool = False
     """A tombstone: the owner removed the agent."""
+    scope: str = DEFAULT_SCOPE
+    card: str | None = None
+    """The agent's A2A AgentCard as compact JSON text (``cards.py``), or None."""
+
+    @property
+    def key(self) -> str:
+        return key_of(self.scope, self.agent_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +87,7 @@ class RegistryPull:
 class AgentUpdate:
     """The records an asker lacks, and the heads they bring it up to.
 
-    ``live`` names, for an owner the asker was too far behind on, the ids of all that
+    ``live`` names, for an owner the asker was too far behind on, the keys of all that
     owner's live agents: the sender no longer holds every tombstone the asker may need,
     so the asker drops whatever else it holds of that owner up to the head.
     """

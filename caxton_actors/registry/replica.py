@@ -17,7 +17,10 @@ one), so a node restarted, even on an empty disk, numbers them past anything
 its peers still hold of its past; a restart sets the owner's floor to its start
 time, so each peer gets the owner's live set once and drops the rest of that past.
 
-Reads pick, for each agent id, the newest claim among its owners (an agent
+Agents are keyed by ``key_of(scope, id)`` (``records.py``): an id in two scopes is two
+agents, and every read index is kept per scope.
+
+Reads pick, for each agent key, the newest claim among its owners (an agent
 re-registered on another node has moved): the highest version. A claim is
 numbered above every claim on the same agent that its node already holds (a
 Lamport clock per agent id, over the wall clock), so a claim made after seeing
@@ -53,8 +56,19 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import ujson
+
 from caxton_actors.address import Address
-from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+from caxton_actors.registry import cards
+from caxton_actors.registry.query import INDEXED, Query
+from caxton_actors.registry.records import (
+    DEFAULT_SCOPE,
+    AgentRecord,
+    AgentUpdate,
+    Head,
+    RegistryPull,
+    key_of,
+)
 
 """Where a head was heard from: the peer's gossip address."""
 
@@ -62,6 +76,9 @@ from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, Regis
 PULL_TIMEOUT = 2.0
 # Most records one answer carries: a delta past it is sent in parts, oldest changes first.
 MAX_ANSWER_RECORDS = 20_000
+# Most card text one answer carries: cards are up to 16 KiB each, and an answer must fit the
+# stream's size limit (``wire/transport.py``).
+MAX_ANSWER_CARD_BYTES = 4 * 1024 * 1024
 # Seconds a peer's clock may run ahead of ours. Versions and change times are an owner's
 # clock in milliseconds: one further ahead is a lie that would outrank the owner for good.
 MAX_CLOCK_SKEW = 300.0
@@ -73,6 +90,7 @@ UNREACHABLE = "unreachable"
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_id_length: int = 128
+    max_scope_length: int = 64
     max_capabilities: int = 64
     max_agents_per_node: int = 100_000
 
@@ -86,10 +104,20 @@ class _Owner:
     floor: int = 0
     """Tombstones up to this version may be gone: a peer behind it is sent everything."""
     records: dict[str, AgentRecord] = field(default_factory=dict)
-    """Live records and tombstones."""
+    """Live records and tombstones, by key."""
     versions: list[tuple[int, str]] = field(default_factory=list)
-    """(version, agent id) of ``records``, sorted: a delta is a slice, not a scan."""
+    """(version, key) of ``records``, sorted: a delta is a slice, not a scan."""
     live: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The registry as reads see it changed for one agent: its newest claim went from
+    ``before`` to ``after`` (None: there was none, or is none now), or, when both are the
+    same record, its owner's reachability changed."""
+
+    before: AgentRecord | None
+    after: AgentRecord | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +133,7 @@ class Merged:
 
 
 def _hash(record: AgentRecord) -> int:
-    text = f"{record.owner}\0{record.agent_id}\0{record.version}".encode()
+    text = f"{record.owner}\0{record.key}\0{record.version}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
@@ -116,18 +144,24 @@ class Replica:
         self.limits = limits
         self._owners: dict[str, _Owner] = {name: _Owner()}
         self._claims: dict[str, dict[str, AgentRecord]] = {}
-        """Live records by agent id, then owner."""
-        self._ids: list[str] = []
-        """Live agent ids, sorted, for paging."""
-        self._by_capability: dict[str, list[str]] = {}
-        """Sorted agent ids whose newest claim has the capability."""
+        """Live records by key, then owner."""
+        self._ids: dict[str, list[str]] = {}
+        """Per scope, its live agent ids, sorted, for paging."""
+        self._index: dict[tuple[str, str, str], list[str]] = {}
+        """(scope, kind, term) to the sorted ids whose newest claim has the term: kinds are
+        ``query.INDEXED`` (a capability, a card's skill id, tag or word)."""
+        self._terms: dict[str, tuple[AgentRecord, cards.CardTerms]] = {}
+        """The card terms of each newest claim with a card, by key: parsed once."""
+        self._changes: list[Change] = []
+        """What reads would see differently since the last ``take_changes``."""
         self._up: set[str] = {name}
         """Owners membership reports alive or suspect, and this node."""
         self._down: dict[str, float] = {}
         """Every other owner held or reported, and since when (monotonic) it is not up."""
         self.routes: dict[str, str] = {}
         """Owner to HTTP address, from membership metadata."""
-        self._content = 0  # XOR of every live record's hash: order-free, updated per change
+        self._content: dict[str, int] = {}
+        """Per scope, the XOR of its live records' hashes: order-free, updated per change."""
         self._tombstones: list[tuple[float, str, str, int]] = []
         """Heap of (when this node took it, monotonic; owner, agent id, version): the
         oldest expires first."""
@@ -144,36 +178,48 @@ class Replica:
     # This node's own agents.
 
     def register(
-        self, agent_id: str, capabilities: tuple[str, ...], now: float, wall: float
+        self,
+        agent_id: str,
+        capabilities: tuple[str, ...],
+        now: float,
+        wall: float,
+        *,
+        scope: str = DEFAULT_SCOPE,
+        card: str | None = None,
     ) -> AgentRecord:
         mine = self._owners[self.name]
-        mine.head = self._next_version(agent_id, wall)
-        record = AgentRecord(self.name, agent_id, mine.head, capabilities, int(wall * 1000))
+        mine.head = self._next_version(key_of(scope, agent_id), wall)
+        record = AgentRecord(
+            self.name, agent_id, mine.head, capabilities, int(wall * 1000), False, scope, card
+        )
         self._put(mine, record, now)
         self._news[self.name] = None
         return record
 
-    def deregister(self, agent_id: str, now: float, wall: float) -> AgentRecord | None:
+    def deregister(
+        self, agent_id: str, now: float, wall: float, *, scope: str = DEFAULT_SCOPE
+    ) -> AgentRecord | None:
         mine = self._owners[self.name]
-        held = mine.records.get(agent_id)
+        key = key_of(scope, agent_id)
+        held = mine.records.get(key)
         if held is None or held.deleted:
             return None
-        mine.head = self._next_version(agent_id, wall)
-        tombstone = AgentRecord(self.name, agent_id, mine.head, (), int(wall * 1000), True)
+        mine.head = self._next_version(key, wall)
+        tombstone = AgentRecord(self.name, agent_id, mine.head, (), int(wall * 1000), True, scope)
         self._put(mine, tombstone, now)
         self._news[self.name] = None
         return tombstone
 
-    def _next_version(self, agent_id: str, wall: float) -> int:
+    def _next_version(self, key: str, wall: float) -> int:
         """Past this node's head and its wall clock, and past every claim on the agent
         held here: whoever has seen a claim outranks it (see above)."""
         version = max(self._owners[self.name].head + 1, int(wall * 1000))
-        claims = self._claims.get(agent_id)
+        claims = self._claims.get(key)
         if claims:
             version = max(version, 1 + max(r.version for r in claims.values()))
         return version
 
-    def restart(self, own: Iterable[tuple[str, tuple[str, ...]]], now: float, wall: float) -> None:
+    def restart(self, own: Iterable[AgentRecord], now: float, wall: float) -> None:
         """Start this node's life: its agents as its file kept them, announced afresh.
 
         The floor covers everything before now, so each peer gets this node's whole
@@ -182,13 +228,18 @@ class Replica:
         """
         mine = self._owners[self.name]
         mine.floor = max(mine.head, int(wall * 1000))
-        for agent_id, capabilities in own:
-            self.register(agent_id, capabilities, now, wall)
+        for r in own:
+            self.register(r.agent_id, r.capabilities, now, wall, scope=r.scope, card=r.card)
 
     def own_count(self) -> int:
         return self._owners[self.name].live
 
     # Replication.
+
+    def take_changes(self) -> list[Change]:
+        """What reads see differently since the last call, in order (for watches)."""
+        changes, self._changes = self._changes, []
+        return changes
 
     def take_news(self) -> list[Head]:
         """Heads that rose since the last call: what this node should now spread."""
@@ -267,16 +318,16 @@ class Replica:
                 continue
             complete = theirs.version < owner.floor
             start = bisect.bisect_right(owner.versions, theirs.version, key=lambda v: v[0])
-            pending = [owner.records[agent_id] for _, agent_id in owner.versions[start:]]
+            pending = [owner.records[key] for _, key in owner.versions[start:]]
             if complete:  # the list of live ids says what tombstones would have
                 pending = [r for r in pending if not r.deleted]
-            sent = pending[:room]
+            sent = _within_bytes(pending[:room])
             records += sent
             heads.append(
-                Head(theirs.name, owner.head if len(pending) <= room else sent[-1].version)
+                Head(theirs.name, owner.head if len(sent) == len(pending) else sent[-1].version)
             )
             if complete:
-                ids = tuple(r.agent_id for r in owner.records.values() if not r.deleted)
+                ids = tuple(key for key, r in owner.records.items() if not r.deleted)
                 live.append((theirs.name, ids))
         return AgentUpdate(tuple(records), tuple(heads), tuple(live))
 
@@ -302,23 +353,27 @@ class Replica:
             if record.owner not in heads and record.owner != self.name:
                 continue
             reason = self._refusal(record, heads, ceiling)
+            try:
+                terms = None if reason or record.card is None else cards.terms(record.card)
+            except cards.CardError:
+                reason = "bad_card"
             if reason:
                 dropped[reason] += 1
                 continue
             owner = self._owners.setdefault(record.owner, _Owner())
-            held = owner.records.get(record.agent_id)
+            held = owner.records.get(record.key)
             if held is None or record.version > held.version:
-                self._put(owner, record, now)
+                self._put(owner, record, now, terms)
                 stored.append(record)
         for name, ids in update.live:
             replaced = self._owners.get(name)
             if replaced is None or name == self.name or name not in heads:
                 continue
             alive = set(ids)
-            for agent_id, held in list(replaced.records.items()):
-                if agent_id not in alive and held.version <= heads[name]:
+            for key, held in list(replaced.records.items()):
+                if key not in alive and held.version <= heads[name]:
                     self._forget(replaced, held)
-                    forgotten.append((name, agent_id))
+                    forgotten.append((name, key))
             replaced.floor = max(replaced.floor, heads[name])
         for name, version in heads.items():
             self._pulling.pop(name, None)
@@ -339,14 +394,18 @@ class Replica:
             return "beyond_head"
         if record.changed_at > ceiling:
             return "from_future"
-        if not 0 < len(record.agent_id) <= limits.max_id_length:
+        if not 0 < len(record.agent_id) <= limits.max_id_length or "/" in record.agent_id:
             return "bad_id"
+        if not 0 < len(record.scope) <= limits.max_scope_length or "/" in record.scope:
+            return "bad_scope"
         if len(record.capabilities) > limits.max_capabilities:
             return "too_many_capabilities"
+        if record.card is not None and len(record.card.encode()) > cards.MAX_CARD_BYTES:
+            return "bad_card"
         owner = self._owners.get(record.owner)
         if (
             owner is not None
-            and record.agent_id not in owner.records
+            and record.key not in owner.records
             and len(owner.records) >= 2 * limits.max_agents_per_node
         ):
             # Room for an owner's live agents and as many tombstones, if its limit is ours
@@ -369,6 +428,7 @@ class Replica:
 
     def member_changed(self, name: str, up: bool, route: str | None, now: float) -> None:
         self._members.add(name)
+        reachable = self._reachable(name)
         if route:
             self.routes[name] = route
         if up:
@@ -377,6 +437,15 @@ class Replica:
         elif name != self.name:
             self._up.discard(name)
             self._down.setdefault(name, now)
+        if self._reachable(name) != reachable:
+            self._reached(name)
+
+    def _reached(self, name: str) -> None:
+        """The owner's agents that reads show turned reachable or unreachable."""
+        owner = self._owners.get(name)
+        for key, record in owner.records.items() if owner is not None else ():
+            if not record.deleted and _newest(self._claims[key]) is record:
+                self._changes.append(Change(record, record))
 
     def next_deadline(self) -> float:
         """When :meth:`expire` next has work (infinity: never, as things stand)."""
@@ -401,13 +470,13 @@ class Replica:
                 gone.append(name)
         cutoff = now - self.ttl
         while self._tombstones and self._tombstones[0][0] <= cutoff:
-            _, name, agent_id, version = heapq.heappop(self._tombstones)
+            _, name, key, version = heapq.heappop(self._tombstones)
             owner = self._owners.get(name)
-            held = owner.records.get(agent_id) if owner is not None else None
+            held = owner.records.get(key) if owner is not None else None
             if owner is not None and held is not None and held.version == version:
                 self._forget(owner, held)
                 owner.floor = max(owner.floor, version)
-                forgotten.append((name, agent_id))
+                forgotten.append((name, key))
         return Merged(forgotten=tuple(forgotten), gone=tuple(gone))
 
     def load(
@@ -429,12 +498,12 @@ class Replica:
 
     # Reads.
 
-    def get(self, agent_id: str) -> AgentRecord | None:
-        claims = self._claims.get(agent_id)
+    def get(self, agent_id: str, scope: str = DEFAULT_SCOPE) -> AgentRecord | None:
+        claims = self._claims.get(key_of(scope, agent_id))
         return None if claims is None else _newest(claims)
 
-    def own(self, agent_id: str) -> AgentRecord | None:
-        record = self._owners[self.name].records.get(agent_id)
+    def own(self, agent_id: str, scope: str = DEFAULT_SCOPE) -> AgentRecord | None:
+        record = self._owners[self.name].records.get(key_of(scope, agent_id))
         return None if record is None or record.deleted else record
 
     def status(self, record: AgentRecord) -> str:
@@ -444,91 +513,199 @@ class Replica:
         """Up, and with an HTTP route to give: never ``active`` without a way there."""
         return owner in self._up and owner in self.routes
 
-    def page(
-        self, capability: str | None, after: str | None, limit: int, local: bool
-    ) -> list[AgentRecord]:
-        """Agents in id order after ``after``; ``local``: this node's own only."""
-        if local and capability is not None:  # the index follows the newest claims only
+    def terms(self, record: AgentRecord) -> cards.CardTerms:
+        """The record's card terms (empty without a card): parsed once for newest claims."""
+        cached = self._terms.get(record.key)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        return cards.terms(record.card) if record.card is not None else cards.NO_TERMS
+
+    def page(self, query: Query, cursor: str | None, limit: int, local: bool) -> list[AgentRecord]:
+        """Agents of ``query.scope`` that match it, in id order after ``cursor``;
+        ``local``: this node's own only.
+
+        Each term of the query has a sorted list of ids: the shortest is walked, the others
+        are looked up in by bisection, so a page costs its length (times the lists' log),
+        not the registry's size.
+        """
+        if local:  # the index follows the newest claims only
             own = self._owners[self.name].records.values()
-            ids = sorted(r.agent_id for r in own if capability in r.capabilities and not r.deleted)
+            ids = sorted(
+                r.agent_id
+                for r in own
+                if not r.deleted and query.matches(r.scope, r.capabilities, self.terms(r))
+            )
+            lists = [ids]
         else:
-            ids = self._ids if capability is None else self._by_capability.get(capability, [])
-        start = 0 if after is None else bisect.bisect_right(ids, after)
+            lists = [self._index.get((query.scope, k, t), []) for k, t in query.terms()]
+            lists.sort(key=len)
+            if not lists:
+                lists = [self._ids.get(query.scope, [])]
+        walk, others = lists[0], lists[1:]
+        start = 0 if cursor is None else bisect.bisect_right(walk, cursor)
         page: list[AgentRecord] = []
-        for agent_id in ids[start:]:
-            claims = self._claims[agent_id]
+        for agent_id in walk[start:]:
+            if not all(_holds(ids, agent_id) for ids in others):
+                continue
+            claims = self._claims[key_of(query.scope, agent_id)]
             record = claims.get(self.name) if local else _newest(claims)
-            if record is not None and (capability is None or capability in record.capabilities):
+            if record is not None:
                 page.append(record)
                 if len(page) == limit:
                     break
         return page
 
-    def count(self) -> int:
-        return len(self._ids)
+    def count(self, scope: str | None = None) -> int:
+        if scope is None:
+            return len(self._claims)
+        return len(self._ids.get(scope, ()))
 
-    def unreachable_count(self) -> int:
-        return sum(o.live for name, o in self._owners.items() if not self._reachable(name))
+    def unreachable_count(self, scope: str | None = None) -> int:
+        if scope is None:
+            return sum(o.live for name, o in self._owners.items() if not self._reachable(name))
+        return sum(
+            1
+            for name, o in self._owners.items()
+            if not self._reachable(name)
+            for r in o.records.values()
+            if r.scope == scope and not r.deleted
+        )
 
-    def digest(self) -> str:
-        """Equal on two nodes that hold the same live records."""
-        return f"{self._content:016x}"
+    def digest(self, scope: str | None = None) -> str:
+        """Equal on two nodes that hold the same live records (of ``scope``, or all)."""
+        if scope is not None:
+            return f"{self._content.get(scope, 0):016x}"
+        total = 0
+        for content in self._content.values():
+            total ^= content
+        return f"{total:016x}"
 
     # Index upkeep.
 
-    def _put(self, owner: _Owner, record: AgentRecord, now: float) -> None:
-        held = owner.records.get(record.agent_id)
+    def _put(
+        self,
+        owner: _Owner,
+        record: AgentRecord,
+        now: float,
+        terms: cards.CardTerms | None = None,
+    ) -> None:
+        """Hold ``record`` in place of what its owner said of the agent before."""
+        key = record.key
+        before = self._newest(key)
+        held = owner.records.get(key)
         if held is not None:
-            self._forget(owner, held)
-        owner.records[record.agent_id] = record
-        bisect.insort(owner.versions, (record.version, record.agent_id))
+            self._drop(owner, held)
+        owner.records[key] = record
+        bisect.insort(owner.versions, (record.version, key))
         if record.deleted:
-            entry = (now, record.owner, record.agent_id, record.version)
-            heapq.heappush(self._tombstones, entry)
-            return
-        owner.live += 1
-        self._content ^= _hash(record)
-        claims = self._claims.get(record.agent_id)
-        if claims is None:
-            claims = self._claims[record.agent_id] = {}
-            bisect.insort(self._ids, record.agent_id)
-        before = _newest(claims) if claims else None
-        claims[record.owner] = record
-        self._reindex(record.agent_id, before, _newest(claims))
+            heapq.heappush(self._tombstones, (now, record.owner, key, record.version))
+        else:
+            owner.live += 1
+            self._content[record.scope] = self._content.get(record.scope, 0) ^ _hash(record)
+            claims = self._claims.get(key)
+            if claims is None:
+                claims = self._claims[key] = {}
+                bisect.insort(self._ids.setdefault(record.scope, []), record.agent_id)
+            claims[record.owner] = record
+        after = self._newest(key)
+        self._reindex(before, after, terms if after is record else None)
 
     def _forget(self, owner: _Owner, record: AgentRecord) -> None:
-        del owner.records[record.agent_id]
-        del owner.versions[bisect.bisect_left(owner.versions, (record.version, record.agent_id))]
+        before = self._newest(record.key)
+        self._drop(owner, record)
+        self._reindex(before, self._newest(record.key))
+
+    def _newest(self, key: str) -> AgentRecord | None:
+        claims = self._claims.get(key)
+        return _newest(claims) if claims else None
+
+    def _drop(self, owner: _Owner, record: AgentRecord) -> None:
+        """Let go of the owner's record; the read indexes are the caller's to fix."""
+        key = record.key
+        del owner.records[key]
+        del owner.versions[bisect.bisect_left(owner.versions, (record.version, key))]
         if record.deleted:
             return
         owner.live -= 1
-        self._content ^= _hash(record)
-        claims = self._claims[record.agent_id]
-        before = _newest(claims)
+        self._content[record.scope] ^= _hash(record)
+        claims = self._claims[key]
         del claims[record.owner]
-        after = _newest(claims) if claims else None
         if not claims:
-            del self._claims[record.agent_id]
-            del self._ids[bisect.bisect_left(self._ids, record.agent_id)]
-        self._reindex(record.agent_id, before, after)
+            del self._claims[key]
+            ids = self._ids[record.scope]
+            del ids[bisect.bisect_left(ids, record.agent_id)]
+            if not ids:  # nothing live is left in the scope: its XOR is back to 0
+                del self._ids[record.scope]
+                del self._content[record.scope]
 
     def _reindex(
-        self, agent_id: str, before: AgentRecord | None, after: AgentRecord | None
+        self,
+        before: AgentRecord | None,
+        after: AgentRecord | None,
+        terms: cards.CardTerms | None = None,
     ) -> None:
-        old = set(before.capabilities) if before else set()
-        new = set(after.capabilities) if after else set()
-        for capability in old - new:
-            ids = self._by_capability[capability]
+        """Move the agent's index entries from its old newest claim to its new one;
+        ``terms``: the new one's card terms, if already parsed."""
+        if before is after:
+            return
+        known = before or after
+        assert known is not None
+        scope, agent_id, key = known.scope, known.agent_id, known.key
+        old = self._entries(before)
+        if after is not None and after.card is not None:
+            self._terms[key] = (after, terms or cards.terms(after.card))
+        else:
+            self._terms.pop(key, None)
+        new = self._entries(after)
+        for entry in old - new:
+            ids = self._index[(scope, *entry)]
             del ids[bisect.bisect_left(ids, agent_id)]
             if not ids:
-                del self._by_capability[capability]
-        for capability in new - old:
-            bisect.insort(self._by_capability.setdefault(capability, []), agent_id)
+                del self._index[(scope, *entry)]
+        for entry in new - old:
+            bisect.insort(self._index.setdefault((scope, *entry), []), agent_id)
+        self._changes.append(Change(before, after))
+
+    def _entries(self, record: AgentRecord | None) -> set[tuple[str, str]]:
+        """(kind, term) of every index the record belongs in."""
+        if record is None:
+            return set()
+        found = self.terms(record)
+        capability, skill, tag, word = INDEXED
+        return (
+            {(capability, c) for c in record.capabilities}
+            | {(skill, s) for s in found.skills}
+            | {(tag, t) for t in found.tags}
+            | {(word, w) for w in found.words}
+        )
 
 
 def _ceiling(wall: float) -> int:
     """The highest version or change time (in ms) believed of any owner at ``wall``."""
     return int((wall + MAX_CLOCK_SKEW) * 1000)
+
+
+def _holds(ids: list[str], agent_id: str) -> bool:
+    """Whether the sorted ``ids`` hold ``agent_id``."""
+    i = bisect.bisect_left(ids, agent_id)
+    return i < len(ids) and ids[i] == agent_id
+
+
+def _within_bytes(records: list[AgentRecord]) -> list[AgentRecord]:
+    """The first records whose cards add up to ``MAX_ANSWER_CARD_BYTES`` (at least one), so
+    an answer of carded agents fits the stream's size limit.
+
+    Counted as the codec writes them, a JSON string in UTF-8: not in characters, which a
+    16 KiB card of Japanese text has a third as many of (an answer of them was 12.5 MB,
+    over the stream's 8 MiB, and its asker refused it at every retry), and with its escapes
+    (every ``/`` and ``"`` of a card doubles on the wire)."""
+    total = 0
+    for n, record in enumerate(records):
+        if record.card is not None:
+            total += len(ujson.dumps(record.card, ensure_ascii=False).encode())
+        if total > MAX_ANSWER_CARD_BYTES and n:
+            return records[:n]
+    return records
 
 
 def _oversized(update: AgentUpdate) -> bool:

@@ -1,8 +1,9 @@
 """The node's SQLite schema, its version and the steps that migrate to it.
 
-The seed's three tables keep their exact columns. Times are Unix epoch
-milliseconds. ``agent_capabilities`` is the one addition: it makes a lookup by
-capability an index range scan instead of a scan over JSON text.
+The seed's three tables keep their columns, and ``agents`` gains ``card``. Times are
+Unix epoch milliseconds. ``agent_capabilities`` makes a lookup by capability an index
+range scan instead of a scan over JSON text. An agent's id column holds its registry
+key (``records.key_of``): the id itself in the default scope, ``scope/id`` in another.
 
 The schema version lives in ``PRAGMA user_version``. Version 0 is a file made
 by the seed's own SQL (or a new, empty file); each step in ``MIGRATIONS`` takes
@@ -26,6 +27,7 @@ agents = sa.Table(
     sa.Column("capabilities", sa.Text, nullable=False),  # JSON array
     sa.Column("last_seen", sa.Integer, nullable=False),
     sa.Column("status", sa.Text, server_default="active"),
+    sa.Column("card", sa.Text),  # the A2A AgentCard, compact JSON; NULL: none
 )
 
 agent_capabilities = sa.Table(
@@ -70,6 +72,7 @@ registry_entries = sa.Table(
     sa.Column("capabilities", sa.Text, nullable=False),  # JSON array
     sa.Column("changed_at", sa.Integer, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False),
+    sa.Column("card", sa.Text),
 )
 """Other nodes' agents, as gossip brought them (this node's own are in ``agents``)."""
 
@@ -126,10 +129,20 @@ def _v3_agent_state_tools(conn: sa.Connection) -> None:
     agent_state_tools.create(conn)
 
 
+def _v4_agent_cards(conn: sa.Connection) -> None:
+    """``card`` on both agent tables (a file made since has it: earlier steps create the
+    tables as they are now)."""
+    for table in (agents, registry_entries):
+        columns = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+        if "card" not in columns:
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN card TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v1_seed_tables_and_capability_index,
     _v2_replicated_registry,
     _v3_agent_state_tools,
+    _v4_agent_cards,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -26,7 +26,8 @@ import sqlalchemy as sa
 import ujson
 from sqlalchemy.dialects import sqlite
 
-from caxton_actors.registry.records import AgentRecord, Head
+from caxton_actors.registry.cards import NO_TERMS, CardTerms
+from caxton_actors.registry.records import DEFAULT_SCOPE, AgentRecord, Head, split_key
 from caxton_actors.registry.schema import (
     SchemaError,
     agent_capabilities,
@@ -71,6 +72,13 @@ class Agent:
     status: str
     route: str | None = None
     """The owning node's HTTP address."""
+    scope: str = DEFAULT_SCOPE
+    version: int = 0
+    """The owner's version of this record: with ``node_id``, a read-your-writes token."""
+    card: str | None = None
+    """The A2A AgentCard as compact JSON text."""
+    terms: CardTerms = NO_TERMS
+    """What the card says that lookups find it by: name, skill ids, tags, words."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +106,15 @@ class Written:
 
 
 def _agent(row: sa.Row[Any]) -> Agent:
+    scope, agent_id = split_key(row.id)
     return Agent(
-        id=row.id,
+        id=agent_id,
         node_id=row.node_id,
         capabilities=tuple(ujson.loads(row.capabilities)),
         last_seen=row.last_seen,
         status=row.status,
+        scope=scope,
+        card=row.card,
     )
 
 
@@ -221,31 +232,40 @@ class Tx:
     # agents
 
     def put_agent(
-        self, agent_id: str, capabilities: tuple[str, ...], state_tool: str | None = None
+        self,
+        key: str,
+        capabilities: tuple[str, ...],
+        state_tool: str | None = None,
+        card: str | None = None,
     ) -> Written:
-        """Register or update; ``state_tool`` (JSON of a name or a spec) replaces the old one."""
+        """Register or update the agent with this key (``records.key_of``); ``state_tool``
+        (JSON of a name or a spec) and ``card`` replace the old ones."""
         row = {
-            "id": agent_id,
+            "id": key,
             "node_id": self.node_id,
             "capabilities": ujson.dumps(list(capabilities)),
             "last_seen": self.now,
             "status": "active",
+            "card": card,
         }
         created = self.conn.execute(_INSERT_AGENT, row).rowcount > 0
         if not created:
-            updated = {"agent": agent_id, **{k: v for k, v in row.items() if k != "id"}}
+            updated = {"agent": key, **{k: v for k, v in row.items() if k != "id"}}
             self.conn.execute(_UPDATE_AGENT, updated)
-            self.conn.execute(_DELETE_CAPABILITIES, {"id": agent_id})
-            self.conn.execute(_DELETE_STATE_TOOL, {"id": agent_id})
+            self.conn.execute(_DELETE_CAPABILITIES, {"id": key})
+            self.conn.execute(_DELETE_STATE_TOOL, {"id": key})
         if capabilities:
             self.conn.execute(
-                _INSERT_CAPABILITY, [{"agent_id": agent_id, "capability": c} for c in capabilities]
+                _INSERT_CAPABILITY, [{"agent_id": key, "capability": c} for c in capabilities]
             )
         if state_tool is not None:
-            self.conn.execute(_INSERT_STATE_TOOL, {"agent_id": agent_id, "tool": state_tool})
-        return Written(Agent(agent_id, self.node_id, capabilities, self.now, "active"), created)
+            self.conn.execute(_INSERT_STATE_TOOL, {"agent_id": key, "tool": state_tool})
+        scope, name = split_key(key)
+        agent = Agent(name, self.node_id, capabilities, self.now, "active", scope=scope, card=card)
+        return Written(agent, created)
 
     def delete_agent(self, agent_id: str) -> bool:
+        """Remove the agent with this key."""
         self.conn.execute(_DELETE_CAPABILITIES, {"id": agent_id})
         self.conn.execute(_DELETE_STATE_TOOL, {"id": agent_id})
         return self.conn.execute(_DELETE_AGENT, {"id": agent_id}).rowcount > 0
@@ -256,7 +276,7 @@ class Tx:
         return [_agent(row) for row in self.conn.execute(query).all()]
 
     def state_tools(self) -> dict[str, str]:
-        """Agent id to its state tool binding, for the agents that have one."""
+        """Agent key to its state tool binding, for the agents that have one."""
         rows = self.conn.execute(sa.select(agent_state_tools)).all()
         return {row.agent_id: row.tool for row in rows}
 
@@ -284,11 +304,12 @@ class Tx:
             rows = [
                 {
                     "owner": r.owner,
-                    "agent_id": r.agent_id,
+                    "agent_id": r.key,
                     "version": r.version,
                     "capabilities": ujson.dumps(list(r.capabilities)),
                     "changed_at": r.changed_at,
                     "deleted": r.deleted,
+                    "card": r.card,
                 }
                 for r in stored
             ]
@@ -301,11 +322,13 @@ class Tx:
         records = [
             AgentRecord(
                 r.owner,
-                r.agent_id,
+                split_key(r.agent_id)[1],
                 r.version,
                 tuple(ujson.loads(r.capabilities)),
                 r.changed_at,
                 bool(r.deleted),
+                split_key(r.agent_id)[0],
+                r.card,
             )
             for r in self.conn.execute(sa.select(registry_entries)).all()
         ]

@@ -55,6 +55,7 @@ from caxton_actors.engine.messages import (
     Transmit,
     WireMessage,
 )
+from caxton_actors.registry.records import AgentRecord
 from caxton_actors.sim.disk import Disk
 from caxton_actors.swim.messages import (
     HTTP_META_KEY,
@@ -186,7 +187,7 @@ class Cluster:
         self._disks[name] = disk
         records, heads = disk.replica()
         host = _Host(name, engine, disk, clock_offset=clock_offset)
-        engine.registry.restore(disk.own.items(), records, heads, self.now, self.wall(host))
+        engine.registry.restore(disk.own.values(), records, heads, self.now, self.wall(host))
         self._hosts[name] = host
         self._mail(host, Stage.REGISTRY, MemberState(name, True, route))
         self._mail(host, Stage.MEMBERSHIP, JoinCluster(tuple(addr_of(s) for s in seeds)))
@@ -213,7 +214,7 @@ class Cluster:
     def register(self, name: str, agent_id: str, capabilities: tuple[str, ...] = ()) -> None:
         """As the registry actor does: commit to disk, then tell the registry stage."""
         host = self._hosts[name]
-        host.disk.own[agent_id] = capabilities
+        host.disk.own[agent_id] = AgentRecord(name, agent_id, 0, capabilities, 0)
         commit = Committed((Register(agent_id, capabilities),))
         self._carry(host, host.engine.registry.handle(self.now, commit, wall=self.wall(host)))
 

@@ -3,7 +3,7 @@
 The node writes its own agents before they enter the registry, and what the
 registry stage hands it to persist (:class:`Persist`) behind the merge; a
 restarted node loads both. This keeps the same, in memory, with the store's
-rules (``registry/store.py``: records keyed by owner and id, a gone owner takes
+rules (``registry/store.py``: records keyed by owner and key, a gone owner takes
 its records along).
 """
 
@@ -15,7 +15,9 @@ from caxton_actors.registry.records import AgentRecord, Head
 
 class Disk:
     def __init__(self) -> None:
-        self.own: dict[str, tuple[str, ...]] = {}
+        self.own: dict[str, AgentRecord] = {}
+        """This node's agents by id, as the file gives them back: only id and capabilities
+        matter (``Replica.restart`` numbers them afresh)."""
         self._records: dict[tuple[str, str], AgentRecord] = {}
         self._owners: dict[str, tuple[Head, int]] = {}
 
@@ -27,7 +29,7 @@ class Disk:
         for key in write.forgotten:
             self._records.pop(key, None)
         for record in write.stored:
-            self._records[(record.owner, record.agent_id)] = record
+            self._records[(record.owner, record.key)] = record
         for head, floor in write.heads:
             self._owners[head.name] = (head, floor)
 

@@ -39,7 +39,14 @@ import ujson
 
 from caxton_actors.address import Address
 from caxton_actors.engine.messages import Packet, WireMessage
-from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
+from caxton_actors.registry.cards import MAX_CARD_BYTES
+from caxton_actors.registry.records import (
+    DEFAULT_SCOPE,
+    AgentRecord,
+    AgentUpdate,
+    Head,
+    RegistryPull,
+)
 from caxton_actors.swim.members import MAX_MEMBERS
 from caxton_actors.swim.messages import (
     Ack,
@@ -97,8 +104,9 @@ class MessageType(IntEnum):
     GOSSIP = 5  # []: only the updates and heads it carries
     STATE_SYNC = 6  # [[[name, [ip, port], incarnation, state, {meta}], ...], reply]
     REGISTRY_PULL = 7  # [[[owner, version], ...]]
-    AGENT_UPDATE = 8  # [[[owner, id, version, [capability, ...], changed_at, deleted], ...],
-    #                    [[owner, version], ...], {owner: [live id, ...]}]
+    AGENT_UPDATE = 8  # [[[owner, id, version, [capability, ...], changed_at, deleted,
+    #                     scope, card], ...], [[owner, version], ...], {owner: [live key, ...]}]
+    #                    (a record leaves off a default scope and no card)
     KEYRING = 9  # [op, key or null]
     KEYRING_REPLY = 10  # [[key, ...], error]
     KEYRING_OFFER = 11  # [[key, ...], epoch]
@@ -152,10 +160,7 @@ def _payload(message: WireMessage) -> tuple[MessageType, list[Any]]:
         case RegistryPull(heads=heads):
             return MessageType.REGISTRY_PULL, [_heads(heads)]
         case AgentUpdate(records=records, heads=heads, live=live):
-            rows = [
-                [r.owner, r.agent_id, r.version, list(r.capabilities), r.changed_at, r.deleted]
-                for r in records
-            ]
+            rows = [_agent_row(r) for r in records]
             alive = {owner: list(ids) for owner, ids in live}
             return MessageType.AGENT_UPDATE, [rows, _heads(heads), alive]
         case KeyringRequest(op=op, key=key):
@@ -307,11 +312,22 @@ def _parse_heads(value: Any, where: str) -> tuple[Head, ...]:
     return tuple(heads)
 
 
+def _agent_row(r: AgentRecord) -> list[Any]:
+    row = [r.owner, r.agent_id, r.version, list(r.capabilities), r.changed_at, r.deleted]
+    if r.card is not None:
+        return [*row, r.scope, r.card]
+    return row if r.scope == DEFAULT_SCOPE else [*row, r.scope]
+
+
 def _parse_agent(row: Any) -> AgentRecord:
     where = "agent_update.records"
-    owner, agent_id, version, capabilities, changed_at, deleted = _fields(row, 6, where)
+    if not isinstance(row, list) or not 6 <= len(row) <= 8:
+        raise DecodeError("bad_field", where)
+    owner, agent_id, version, capabilities, changed_at, deleted = row[:6]
     if not isinstance(capabilities, list):
         raise DecodeError("bad_field", where)
+    scope = _agent_text(row[6], where) if len(row) > 6 else DEFAULT_SCOPE
+    card = _text(row[7], MAX_CARD_BYTES, where) if len(row) > 7 else None
     return AgentRecord(
         _name(owner, where),
         _agent_text(agent_id, where),
@@ -319,6 +335,8 @@ def _parse_agent(row: Any) -> AgentRecord:
         tuple(_agent_text(c, where) for c in capabilities),
         _number(changed_at, where),
         _flag(deleted, where),
+        scope,
+        card,
     )
 
 

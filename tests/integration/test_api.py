@@ -62,7 +62,7 @@ def test_route_digest_and_local_scope_on_a_single_node(api: NodeProcess) -> None
         "route": f"http://127.0.0.1:{api.port}",
         "status": "active",
     }
-    local = api.request("GET", "/agents?scope=local&capability=route").json["agents"]
+    local = api.request("GET", "/agents?local=true&capability=route").json["agents"]
     assert [a["id"] for a in local] == ["router-1"]
     before = api.request("GET", "/registry/digest").json
     assert api.request("DELETE", "/agents/router-1").status == 204
@@ -99,7 +99,7 @@ def test_capability_lookup_pages_through_everything(api: NodeProcess) -> None:
         seen += [a["id"] for a in page["agents"]]
         if page["next"] is None:
             break
-        path = f"/agents?capability=paged&limit=10&after={page['next']}"
+        path = f"/agents?capability=paged&limit=10&cursor={page['next']}"
     assert seen == ids
 
 
@@ -201,7 +201,11 @@ BAD_REQUESTS = [
     ("GET", "/agents?limit=1&limit=2", None, None, 400, "limit is given more than once"),
     ("GET", "/agents?limit=abc", None, None, 400, "limit"),
     ("GET", "/agents?capability=a%7Cb", None, None, 400, "may hold only"),
-    ("GET", "/agents?scope=galaxy", None, None, 400, "scope must be cluster or local"),
+    ("GET", "/agents?scope=a/b", None, None, 400, "scope must be 1 to 64"),
+    ("GET", "/agents?after=planner", None, None, 400, "after must be a token"),
+    ("GET", "/agents?after=n1:5&timeout=9", None, None, 400, "timeout"),
+    ("PUT", "/agents/x", b'{"card": {"name": 1}}', None, 400, "card."),
+    ("GET", "/agents?q=a", None, None, 400, "q must hold"),
     ("GET", "/agents/a1/route", None, None, 404, "no agent with id 'a1'"),
     ("GET", "/no/such/route", None, None, 404, "no route /no/such/route"),
     ("POST", "/health", None, None, 405, "POST is not allowed on /health"),

@@ -47,8 +47,16 @@ PUBLIC = {
     ("/health/ready", "GET"),
 }
 ADMIN_PATHS = {"/keyring", "/cluster/join", "/cluster/leave"}
-SAMPLE = {"agent_id": "a1", "key": "k", "conversation_id": "c1", "correlation_id": "r1"}
+SAMPLE = {
+    "agent_id": "a1",
+    "key": "k",
+    "conversation_id": "c1",
+    "correlation_id": "r1",
+    "scope": "s1",
+}
 PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
+# A stream past the guard would never end: a bad query ends it with a 400 at once.
+STREAMS = {"/agents/watch": "?scope=not/one"}
 
 
 def _routes() -> list[tuple[str, str]]:
@@ -59,7 +67,10 @@ def _routes() -> list[tuple[str, str]]:
             Actors(ref, None, None, (), 1.0, StateService({}, 1.0, NullMetrics())), NullMetrics()
         )
         return sorted(
-            (PARAMETER.sub(lambda m: SAMPLE[m[1]], route.path), method.method)
+            (
+                PARAMETER.sub(lambda m: SAMPLE[m[1]], route.path) + STREAMS.get(route.path, ""),
+                method.method,
+            )
             for route in falcon.inspect.inspect_routes(app)
             for method in route.methods
             if not method.internal and method.method != "OPTIONS"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import falcon.inspect
 import pykka
+import pytest
 
 from caxton_actors.http.app import create_app
+from caxton_actors.http.openapi import DOCUMENT
 from caxton_actors.http.resources import Actors
 from caxton_actors.metrics import NullMetrics
 from caxton_actors.runtime.actor import GeventActor
@@ -50,3 +53,22 @@ def test_every_reference_resolves(api: NodeProcess) -> None:
     text = str(document)
     for name in {part.split("'")[0] for part in text.split("#/components/schemas/")[1:]}:
         assert name in schemas
+
+
+def test_the_document_is_valid_openapi() -> None:
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(json.loads(json.dumps(DOCUMENT)))
+
+
+def test_every_read_that_waits_for_a_token_says_it_may_time_out() -> None:
+    waiting = {
+        f"{method} {path}"
+        for path, operations in DOCUMENT["paths"].items()
+        for method, operation in operations.items()
+        if method != "parameters"
+        and any(p["name"] == "after" for p in operation.get("parameters", ()))
+    }
+    assert waiting == {"get /agents", "get /agents/watch", "get /agents/{agent_id}"}
+    for name in waiting:
+        method, path = name.split()
+        assert "504" in DOCUMENT["paths"][path][method]["responses"], name

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from caxton_actors.engine.membership import ROTATING_HEADS, ROTATION_CYCLES
+from caxton_actors.registry.query import Query
 from caxton_actors.registry.replica import UNREACHABLE
 from caxton_actors.sim.cluster import WALL_EPOCH, Cluster, Network
 from caxton_actors.swim.messages import Gossip
@@ -30,7 +31,7 @@ def _cluster(seed: int, network: Network = LOSSY) -> Cluster:
 
 def _agents(cluster: Cluster, name: str) -> dict[str, str]:
     """Agent id to owner, as ``name`` answers a cluster-wide listing."""
-    page = cluster.node(name).registry.replica.page(None, None, 100_000, local=False)
+    page = cluster.node(name).registry.replica.page(Query(), None, 100_000, local=False)
     return {r.agent_id: r.owner for r in page}
 
 
@@ -77,7 +78,7 @@ def test_a_crashed_owners_agents_turn_unreachable_then_disappear(seed: int) -> N
         return {
             cluster.node(n).registry.replica.status(r)
             for n in others
-            for r in cluster.node(n).registry.replica.page(None, "mine", 100, local=False)
+            for r in cluster.node(n).registry.replica.page(Query(), "mine", 100, local=False)
             if r.owner == "n3"
         }
 
@@ -243,7 +244,7 @@ def test_a_node_back_alone_drops_the_agents_of_owners_nobody_reports(seed: int) 
     cluster.run_for(2.0)
     cluster.start("n5", incarnation=1)
     replica = cluster.node("n5").registry.replica
-    theirs = [r for r in replica.page(None, None, 100, local=False) if r.owner == "n6"]
+    theirs = [r for r in replica.page(Query(), None, 100, local=False) if r.owner == "n6"]
     assert len(theirs) == 10
     assert {replica.status(r) for r in theirs} == {UNREACHABLE}
     cluster.run_for(LAN.dead_node_reclaim_time - 2.0)

@@ -23,6 +23,7 @@ from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.http.app import create_app
 from caxton_actors.http.resources import Actors
 from caxton_actors.metrics import NullMetrics
+from caxton_actors.registry.query import Query
 from caxton_actors.registry.replica import Replica
 from caxton_actors.registry.store import StoreUnavailable
 from caxton_actors.runtime.actor import GeventActor
@@ -82,7 +83,7 @@ def test_concurrent_requests_share_commits_and_keep_order(tmp_path: Path) -> Non
     assert put.get(timeout=5).created
     assert not update.get(timeout=5).created
     assert read.get(timeout=5).capabilities == ("new",)
-    assert registry.ask(ListAgents("old", None, 10), timeout=5) == []
+    assert registry.ask(ListAgents(Query(capability="old"), None, 10), timeout=5) == []
 
 
 def test_a_file_it_cannot_use_fails_at_start(tmp_path: Path) -> None:

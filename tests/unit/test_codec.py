@@ -7,6 +7,7 @@ import ujson
 
 from caxton_actors.address import Address
 from caxton_actors.engine.messages import Packet, WireMessage
+from caxton_actors.registry.cards import MAX_CARD_BYTES
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.swim.members import MAX_MEMBERS
 from caxton_actors.swim.messages import (
@@ -231,3 +232,49 @@ def test_a_stream_message_may_not_list_more_members_or_heads_than_a_node_keeps()
         with pytest.raises(DecodeError) as caught:
             decode(data, "c", MAX_STREAM_MESSAGE)
         assert caught.value.reason == "bad_field"
+
+
+CARD = '{"name":"Chef","description":"Plans menus / 料理.","skills":[{"id":"menus","tags":["x"]}]}'
+
+
+def test_agent_rows_carry_a_scope_and_a_card_only_when_they_differ_from_the_default() -> None:
+    records = (
+        AgentRecord("n1", "chef", 5, ("menus",), 1, scope="team", card=CARD),
+        AgentRecord("n1", "chef", 6, ("menus",), 2, card=CARD),  # default scope, spelt out
+        AgentRecord("n1", "plain", 7, (), 3, scope="team"),
+        AgentRecord("n1", "gone", 8, (), 4, deleted=True, scope="team"),
+        AgentRecord("n1", "old", 9, (), 5),
+    )
+    packet = Packet("n0", AgentUpdate(records, (Head("n1", 9),)))
+    data = encode(packet, "c", MAX_STREAM_MESSAGE)
+    assert decode(data, "c", MAX_STREAM_MESSAGE) == packet
+    rows = ujson.loads(data)[4][0]
+    assert [len(row) for row in rows] == [8, 8, 7, 7, 6]
+    assert rows[1][6:] == ["default", CARD]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        ["n1", "a", 1, [], 0, False, "team", "x" * (MAX_CARD_BYTES + 1)],
+        ["n1", "a", 1, [], 0, False, "team", CARD, "extra"],
+        ["n1", "a", 1, [], 0, False, "team", None],
+        ["n1", "a", 1, [], 0, False, "team", {"name": "Chef"}],
+        ["n1", "a", 1, [], 0, False, ""],
+        ["n1", "a", 1, [], 0, False, None, CARD],
+        ["n1", "a", 1, [], 0, False, "s" * 257],
+    ],
+    ids=[
+        "card-over-16k",
+        "nine-fields",
+        "null-card",
+        "card-object",
+        "empty-scope",
+        "null-scope",
+        "long-scope",
+    ],
+)
+def test_a_hostile_agent_row_is_a_bad_field(row: list[object]) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode(_agents(row), "c", MAX_STREAM_MESSAGE)
+    assert caught.value.reason == "bad_field"

@@ -381,6 +381,7 @@ BAD_TEXT = {
     "gossip.profile": "galaxy",
     "gossip.cluster_label": "-no",
     "registry.max_agents_per_node": "lots",
+    "registry.scopes": "ok,not/one",
     "gossip.keys": "c2VjcmV0",
     "gossip.insecure": "maybe",
     "http.tokens": "ops:admin:short",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from caxton_actors.address import Address
+from caxton_actors.registry.query import Query
 from caxton_actors.registry.records import AgentRecord, AgentUpdate, Head, RegistryPull
 from caxton_actors.registry.replica import (
     ACTIVE,
@@ -174,14 +175,14 @@ def test_the_newest_claim_wins_reads_and_the_capability_index() -> None:
     found = c.get("x")
     assert found is not None
     assert (found.owner, found.capabilities) == ("b", ("new",))
-    assert c.page("old", None, 10, local=False) == []
-    assert [r.owner for r in c.page("new", None, 10, local=False)] == ["b"]
+    assert c.page(Query(capability="old"), None, 10, local=False) == []
+    assert [r.owner for r in c.page(Query(capability="new"), None, 10, local=False)] == ["b"]
     b.deregister("x", 3.0, 3.0)
     _sync(c, b)
     back = c.get("x")
     assert back is not None
     assert back.owner == "a"
-    assert [r.agent_id for r in c.page("old", None, 10, local=False)] == ["x"]
+    assert [r.agent_id for r in c.page(Query(capability="old"), None, 10, local=False)] == ["x"]
 
 
 def test_pages_follow_id_order_and_local_scope() -> None:
@@ -191,11 +192,11 @@ def test_pages_follow_id_order_and_local_scope() -> None:
     for i in range(1, 10, 2):
         b.register(f"id{i}", ("k",), 1.0, 1.0)
     _sync(a, b)
-    first = a.page("k", None, 4, local=False)
+    first = a.page(Query(capability="k"), None, 4, local=False)
     assert [r.agent_id for r in first] == ["id0", "id1", "id2", "id3"]
-    rest = a.page("k", first[-1].agent_id, 100, local=False)
+    rest = a.page(Query(capability="k"), first[-1].agent_id, 100, local=False)
     assert [r.agent_id for r in rest] == ["id4", "id5", "id6", "id7", "id8", "id9"]
-    assert [r.agent_id for r in a.page(None, None, 100, local=True)] == [
+    assert [r.agent_id for r in a.page(Query(), None, 100, local=True)] == [
         f"id{i}" for i in range(0, 10, 2)
     ]
 
@@ -243,7 +244,7 @@ def test_a_restarted_owner_replaces_what_peers_hold_of_its_past() -> None:
     old.register("ghost", (), 1.0, 1.0)
     _sync(peer, old)
     new = _replica("a", 60)  # an empty disk
-    new.restart([("fresh", ("c",))], 5.0, 5.0)
+    new.restart([AgentRecord("n", "fresh", 0, ("c",), 0)], 5.0, 5.0)
     _sync(peer, new, now=5.0)
     assert peer.get("ghost") is None
     assert peer.get("fresh") is not None
@@ -263,8 +264,10 @@ def test_a_local_listing_by_capability_shows_own_agents_that_moved_elsewhere() -
     a.register("x", ("mine",), 1.0, 1.0)
     b.register("x", ("theirs",), 2.0, 2.0)  # the newest claim is b's
     _sync(a, b)
-    assert [r.owner for r in a.page("mine", None, 10, local=False)] == []
-    assert [(r.owner, r.agent_id) for r in a.page("mine", None, 10, local=True)] == [("a", "x")]
+    assert [r.owner for r in a.page(Query(capability="mine"), None, 10, local=False)] == []
+    assert [
+        (r.owner, r.agent_id) for r in a.page(Query(capability="mine"), None, 10, local=True)
+    ] == [("a", "x")]
 
 
 def test_heads_and_records_of_an_owner_that_is_no_member_are_refused() -> None:
@@ -394,7 +397,9 @@ def test_a_claim_made_after_seeing_another_outranks_it_however_fast_the_other_cl
     assert found is not None
     assert found.owner == "b"
     _sync(third, slow)
-    assert [r.agent_id for r in third.page("moved", None, 10, local=False)] == ["x"]
+    assert [r.agent_id for r in third.page(Query(capability="moved"), None, 10, local=False)] == [
+        "x"
+    ]
 
 
 def test_a_fast_clock_decides_only_between_claims_made_unaware_of_each_other() -> None:

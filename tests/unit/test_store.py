@@ -248,3 +248,103 @@ def test_a_path_with_url_characters_is_taken_literally(tmp_path: Path) -> None:
     run(store, 1, lambda tx: tx.put_agent("x", ()))
     store.close()
     assert path.exists()
+
+
+# A version-3 file: the tables as they were before cards, by hand.
+V3_SQL = """
+CREATE TABLE agents (id TEXT PRIMARY KEY, node_id TEXT NOT NULL,
+    capabilities TEXT NOT NULL, last_seen INTEGER NOT NULL, status TEXT DEFAULT 'active');
+CREATE TABLE agent_capabilities (capability TEXT NOT NULL,
+    agent_id TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    PRIMARY KEY (capability, agent_id));
+CREATE INDEX ix_agent_capabilities_agent ON agent_capabilities (agent_id);
+CREATE TABLE conversations (id TEXT PRIMARY KEY, participants TEXT NOT NULL,
+    created_at INTEGER NOT NULL, last_activity INTEGER NOT NULL);
+CREATE TABLE pending_messages (correlation_id TEXT PRIMARY KEY, sender_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX ix_pending_messages_expires_at ON pending_messages (expires_at);
+CREATE TABLE registry_entries (owner TEXT NOT NULL, agent_id TEXT NOT NULL,
+    version INTEGER NOT NULL, capabilities TEXT NOT NULL, changed_at INTEGER NOT NULL,
+    deleted BOOLEAN NOT NULL, PRIMARY KEY (owner, agent_id));
+CREATE TABLE registry_owners (owner TEXT PRIMARY KEY, head INTEGER NOT NULL,
+    floor INTEGER NOT NULL);
+CREATE TABLE agent_state_tools (agent_id TEXT PRIMARY KEY
+    REFERENCES agents (id) ON DELETE CASCADE, tool TEXT NOT NULL);
+INSERT INTO agents VALUES ('old-1', 'n0', '["search"]', 5, 'active');
+INSERT INTO agent_capabilities VALUES ('search', 'old-1');
+INSERT INTO agent_state_tools VALUES ('old-1', 'kv');
+INSERT INTO registry_entries VALUES ('n1', 'peer-1', 7, '["chat"]', 1000, 0);
+INSERT INTO registry_owners VALUES ('n1', 7, 2);
+PRAGMA user_version = 3;
+"""
+
+CARD = '{"name":"Chef","description":"料理.","skills":[{"id":"menus","tags":["cooking"]}]}'
+
+
+def test_a_version_3_file_gains_card_columns_and_keeps_its_agents(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(V3_SQL)
+    raw.close()
+    store = Store(path, "n0")
+    (own, (records, owners), tools) = run(store, 10, Tx.own_agents, Tx.load_replica, Tx.state_tools)
+    assert own == [Agent("old-1", "n0", ("search",), 5, "active")]
+    assert records == [AgentRecord("n1", "peer-1", 7, ("chat",), 1000)]
+    assert owners == [(Head("n1", 7), 2)]
+    assert tools == {"old-1": "kv"}
+    run(store, 11, lambda tx: tx.put_agent("old-1", ("search",), card=CARD))
+    (own,) = run(store, 12, Tx.own_agents)
+    assert [a.card for a in own] == [CARD]
+    store.close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    for table in ("agents", "registry_entries"):
+        assert "card" in {row[1] for row in raw.execute(f"PRAGMA table_info({table})")}
+    raw.close()
+    assert by_capability(path, "search") == ["old-1"]
+
+
+def test_own_agents_keep_their_scope_and_card(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    first = Store(path, "n")
+    (team, plain) = run(
+        first,
+        1,
+        lambda tx: tx.put_agent("team/x", ("menus",), card=CARD),
+        lambda tx: tx.put_agent("x", ("c",)),
+    )
+    assert (team.created, team.record.id, team.record.scope) == (True, "x", "team")
+    assert (plain.record.scope, plain.record.card) == ("default", None)
+    first.close()
+    again = Store(path, "n")
+    (own,) = run(again, 2, Tx.own_agents)
+    assert sorted((a.scope, a.id, a.card) for a in own) == [
+        ("default", "x", None),
+        ("team", "x", CARD),
+    ]
+    (deleted,) = run(again, 3, lambda tx: tx.delete_agent("team/x"))
+    assert deleted
+    (own,) = run(again, 4, Tx.own_agents)
+    assert [(a.scope, a.id) for a in own] == [("default", "x")]
+    again.close()
+    assert by_capability(path, "c") == ["x"]
+
+
+def test_replica_records_keep_their_scope_and_card(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    first = Store(path, "a")
+    records = (
+        AgentRecord("b", "x", 7, ("menus",), 1000, scope="team", card=CARD),
+        AgentRecord("b", "x", 8, (), 1001, card=CARD),  # the same id in the default scope
+        AgentRecord("b", "y", 9, (), 1002, deleted=True, scope="team"),
+    )
+    heads = ((Head("b", 9), 0),)
+    run(first, 1, lambda tx: tx.save_replica(records, (), heads))
+    first.close()
+    again = Store(path, "a")
+    ((kept, owners),) = run(again, 2, Tx.load_replica)
+    assert sorted(kept, key=lambda r: r.version) == list(records)
+    assert owners == [(Head("b", 9), 0)]
+    run(again, 3, lambda tx: tx.save_replica((), (("b", "team/x"),), heads))
+    ((kept, _),) = run(again, 4, Tx.load_replica)
+    assert sorted(kept, key=lambda r: r.version) == list(records[1:])
