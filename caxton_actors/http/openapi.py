@@ -585,7 +585,7 @@ PATHS: Json = {
         ),
     },
     "/agents/{agent_id}/route": {
-        "parameters": [_path_id("agent_id")],
+        "parameters": [_path_id("agent_id"), _IN_SCOPE],
         "get": {
             "summary": "Where to reach an agent: its node, that node's address, its status",
             "responses": {
@@ -609,7 +609,7 @@ PATHS: Json = {
         },
     },
     "/agents/{agent_id}/state": {
-        "parameters": [_path_id("agent_id")],
+        "parameters": [_path_id("agent_id"), _IN_SCOPE],
         "get": {
             "summary": "The keys of an agent's state, sorted; the agent must live on this node",
             "parameters": [
@@ -636,6 +636,7 @@ PATHS: Json = {
     "/agents/{agent_id}/state/{key}": {
         "parameters": [
             _path_id("agent_id"),
+            _IN_SCOPE,
             {
                 "name": "key",
                 "in": "path",

@@ -55,7 +55,7 @@ from caxton_actors.engine.messages import (
     Transmit,
     WireMessage,
 )
-from caxton_actors.registry.records import AgentRecord
+from caxton_actors.registry.records import DEFAULT_SCOPE, AgentRecord, key_of
 from caxton_actors.sim.disk import Disk
 from caxton_actors.swim.messages import (
     HTTP_META_KEY,
@@ -211,17 +211,25 @@ class Cluster:
     def leave(self, name: str) -> None:
         self._mail(self._hosts[name], Stage.MEMBERSHIP, LeaveCluster())
 
-    def register(self, name: str, agent_id: str, capabilities: tuple[str, ...] = ()) -> None:
+    def register(
+        self,
+        name: str,
+        agent_id: str,
+        capabilities: tuple[str, ...] = (),
+        scope: str = DEFAULT_SCOPE,
+        card: str | None = None,
+    ) -> None:
         """As the registry actor does: commit to disk, then tell the registry stage."""
         host = self._hosts[name]
-        host.disk.own[agent_id] = AgentRecord(name, agent_id, 0, capabilities, 0)
-        commit = Committed((Register(agent_id, capabilities),))
+        record = AgentRecord(name, agent_id, 0, capabilities, 0, False, scope, card)
+        host.disk.own[record.key] = record
+        commit = Committed((Register(agent_id, capabilities, scope, card),))
         self._carry(host, host.engine.registry.handle(self.now, commit, wall=self.wall(host)))
 
-    def deregister(self, name: str, agent_id: str) -> None:
+    def deregister(self, name: str, agent_id: str, scope: str = DEFAULT_SCOPE) -> None:
         host = self._hosts[name]
-        if host.disk.own.pop(agent_id, None) is not None:
-            commit = Committed((Deregister(agent_id),))
+        if host.disk.own.pop(key_of(scope, agent_id), None) is not None:
+            commit = Committed((Deregister(agent_id, scope),))
             self._carry(host, host.engine.registry.handle(self.now, commit, wall=self.wall(host)))
 
     def partition(self, *groups: Iterable[str]) -> None:
@@ -246,9 +254,9 @@ class Cluster:
     def view(self, name: str) -> dict[str, State]:
         return {r.name: r.state for r in self.node(name).membership.members.records()}
 
-    def registries_agree(self) -> bool:
-        """Every live node holds the same live agent records."""
-        return len({self.node(n).registry.replica.digest() for n in self._hosts}) == 1
+    def registries_agree(self, scope: str | None = None) -> bool:
+        """Every live node holds the same live agent records (of ``scope``, or all)."""
+        return len({self.node(n).registry.replica.digest(scope) for n in self._hosts}) == 1
 
     def converged(self) -> bool:
         """Every live node sees exactly the live nodes up (alive, or suspect and refuting)."""

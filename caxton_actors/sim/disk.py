@@ -16,8 +16,8 @@ from caxton_actors.registry.records import AgentRecord, Head
 class Disk:
     def __init__(self) -> None:
         self.own: dict[str, AgentRecord] = {}
-        """This node's agents by id, as the file gives them back: only id and capabilities
-        matter (``Replica.restart`` numbers them afresh)."""
+        """This node's agents by key, as the file gives them back (``Replica.restart``
+        numbers them afresh)."""
         self._records: dict[tuple[str, str], AgentRecord] = {}
         self._owners: dict[str, tuple[Head, int]] = {}
 

@@ -79,7 +79,12 @@ def encode_value(value: Json) -> bytes:
 
 
 def scope(agent_id: str) -> str:
-    return f"agent:{agent_id}/"
+    """The prefix of an agent's keys: ``agent:ID/``, or ``scope:SCOPE/agent:ID/`` for an
+    agent of a named registry scope (its id here is its registry key, ``SCOPE/ID``). No
+    agent's prefix begins another's, though keys may hold ``/``: agent ``team`` cannot
+    reach the keys of agent ``x`` of scope ``team``."""
+    registry_scope, slash, name = agent_id.rpartition("/")
+    return f"scope:{registry_scope}/agent:{name}/" if slash else f"agent:{agent_id}/"
 
 
 class Backend(Protocol):

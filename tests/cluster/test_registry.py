@@ -51,7 +51,7 @@ def test_agents_from_every_node_converge_and_route_to_their_owner(cluster: Clust
         "route": f"http://127.0.0.1:{cluster.nodes['n3'].port}",
         "status": "active",
     }
-    local = n0.request("GET", "/agents?scope=local&limit=1000").json["agents"]
+    local = n0.request("GET", "/agents?local=true&limit=1000").json["agents"]
     assert {a["node_id"] for a in local} == {"n0"}
     assert len(local) == PER_NODE
     listed = cli("agents", "--http", f"127.0.0.1:{n0.port}", "--capability", "skill1")

@@ -157,7 +157,7 @@ class Pod:
         found: dict[str, dict[str, Any]] = {}
         after: str | None = None
         while True:
-            page = self.get("/agents?limit=1000" + (f"&after={after}" if after else ""))
+            page = self.get("/agents?limit=1000" + (f"&cursor={after}" if after else ""))
             found.update((a["id"], a) for a in page["agents"])
             after = page["next"]
             if after is None:

@@ -7,13 +7,16 @@ import random
 import pytest
 
 from caxton_actors.engine.membership import ROTATING_HEADS, ROTATION_CYCLES
+from caxton_actors.registry import cards
 from caxton_actors.registry.query import Query
 from caxton_actors.registry.replica import UNREACHABLE
 from caxton_actors.sim.cluster import WALL_EPOCH, Cluster, Network
 from caxton_actors.swim.messages import Gossip
 from caxton_actors.swim.timing import LAN
+from tests.support.cards import card
 
 SEEDS = range(30)
+SCOPES = ("default", "team-a")
 SIZE = 12
 SETTLE = 35.0
 LOSSY = Network(loss=0.05)
@@ -61,6 +64,40 @@ def test_registrations_everywhere_converge_to_one_registry(seed: int, network: N
     _run_until_agreed(cluster, bound=10.0)
     for name in cluster.live:
         assert _agents(cluster, name) == expected
+
+
+@pytest.mark.parametrize("seed", SEEDS[:10])
+def test_carded_agents_in_scopes_converge_and_are_found_by_skill_everywhere(seed: int) -> None:
+    """Cards ride the pulls, scopes keep the same id apart, and every node's skill index
+    ends the same, through moves and removals, on a lossy network."""
+    cluster = _cluster(seed)
+    rng = random.Random(seed)
+    # (scope, id) -> owner -> skill, in the order registered: the last claim left is read.
+    claims: dict[tuple[str, str], dict[str, str]] = {}
+    for i in range(120):
+        owner, scope = rng.choice(cluster.live), rng.choice(SCOPES)
+        agent_id, skill = f"a{rng.randrange(40)}", f"skill-{i % 5}"
+        cluster.register(
+            owner, agent_id, (), scope, cards.validate(card(agent_id, [(skill, ["sim"])]))
+        )
+        held = claims.setdefault((scope, agent_id), {})
+        held.pop(owner, None)
+        held[owner] = skill
+        if rng.random() < 0.1:  # its owner removes it again: an older claim shows
+            cluster.deregister(owner, agent_id, scope)
+            del held[owner]
+        cluster.run_for(0.05)
+    _run_until_agreed(cluster, bound=10.0)
+    newest = {key: list(held.items())[-1] for key, held in claims.items() if held}
+    for scope in SCOPES:
+        assert cluster.registries_agree(scope)
+        for skill in {s for _, s in newest.values()}:
+            want = {(i, o) for (sc, i), (o, s) in newest.items() if sc == scope and s == skill}
+            for n in cluster.live:
+                found = cluster.node(n).registry.replica.page(
+                    Query(scope, skill=skill), None, 1000, local=False
+                )
+                assert {(r.agent_id, r.owner) for r in found} == want
 
 
 @pytest.mark.parametrize("seed", SEEDS)

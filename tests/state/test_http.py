@@ -263,6 +263,22 @@ def test_state_files_stay_inside_the_root(node: NodeProcess, tmp_path: Path) -> 
     assert (root / "agent:tidy" / "deep" / "er" / "key.json").is_file()
 
 
+@pytest.mark.parametrize("tool", ["files", "cache"], ids=["filesystem", "redis"])
+def test_an_agent_of_a_scope_keeps_its_own_state(node: NodeProcess, tool: str) -> None:
+    """Agent ``x`` of scope ``s`` and agent ``s`` of the default scope share no key, though
+    keys may hold ``/``."""
+    team = f"t{uuid.uuid4().hex[:8]}"
+    for path in (f"/agents/{team}", f"/agents/x?scope={team}"):
+        assert node.request("PUT", path, {"capabilities": [], "state_tool": tool}).status == 201
+    assert node.request("PUT", f"/agents/{team}/state/x/k", "default's").status == 204
+    assert node.request("PUT", f"/agents/x/state/k?scope={team}", "scoped").status == 204
+    assert node.request("GET", f"/agents/x/state/k?scope={team}").json == "scoped"
+    assert node.request("GET", f"/agents/{team}/state/x/k").json == "default's"
+    assert node.request("GET", f"/agents/x/state?scope={team}").json == {"keys": ["k"]}
+    assert node.request("GET", f"/agents/{team}/state").json == {"keys": ["x/k"]}
+    assert node.request("GET", "/agents/x/state/k").status == 404  # no x in the default scope
+
+
 def test_a_hung_store_holds_only_its_own_threads(node: NodeProcess) -> None:
     _register(node, "stuck", "hangs")
     _register(node, "free", "files")
