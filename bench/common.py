@@ -1,15 +1,20 @@
 """Small helpers shared by the benchmarks: percentiles, a free port, table printing, a
-hub lag sampler, a health check."""
+hub lag sampler, a health check, a cluster started and a JSON request on a kept-open
+connection."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import math
 import socket
 import time
 from collections.abc import Sequence
 
 import gevent
+
+from bench.peers.driver import Driver
+from bench.peers.measure import all_alive, wait_for
 
 
 def sample_lag(lags: list[float], interval: float) -> None:
@@ -61,3 +66,25 @@ def health_answers(port: int) -> bool:
         return False
     finally:
         conn.close()
+
+
+def start_cluster(driver: Driver, n: int) -> None:
+    """Nodes 0 to ``n - 1`` of ``driver``, node 0 the others' seed, until all see all alive."""
+    driver.start(0, [])
+    wait_for(driver, [0], lambda view: True, timeout=30)  # serf gives up on a seed not up
+    for i in range(1, n):
+        driver.start(i, [0])
+    names = [driver.node_name(i) for i in range(n)]
+    reached = wait_for(driver, range(n), all_alive(names), timeout=60)
+    if len(reached) < n:
+        raise RuntimeError(f"{driver.system}: only {len(reached)} of {n} nodes converged")
+
+
+def request_json(
+    conn: http.client.HTTPConnection, method: str, path: str, body: object = None
+) -> object:
+    """``body`` sent as JSON on ``conn`` (kept open), the answer's JSON body."""
+    data = None if body is None else json.dumps(body)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, path, data, headers)
+    return json.loads(conn.getresponse().read())

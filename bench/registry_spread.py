@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import random
 import signal
 import sys
@@ -37,9 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from bench.common import table
+from bench.common import request_json, start_cluster, table
 from bench.peers.caxton_driver import HTTP_OFFSET, CaxtonDriver
-from bench.peers.measure import all_alive, find_base_port, wait_for
+from bench.peers.measure import find_base_port
 from bench.peers.serf_driver import RPC_OFFSET, SerfDriver, SerfRPC
 from caxton_actors.wire.keyring import generate_key
 
@@ -54,17 +53,6 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _start(driver: CaxtonDriver | SerfDriver, n: int) -> None:
-    driver.start(0, [])
-    wait_for(driver, [0], lambda view: True, timeout=30)  # serf gives up on a seed not up
-    for i in range(1, n):
-        driver.start(i, [0])
-    names = [driver.node_name(i) for i in range(n)]
-    reached = wait_for(driver, range(n), all_alive(names), timeout=60)
-    if len(reached) < n:
-        raise RuntimeError(f"{driver.system}: only {len(reached)} of {n} nodes converged")
-
-
 def _steady(rate: float, seconds: float, act: Callable[[int], None]) -> None:
     """Call ``act(k)`` for k = 0, 1, ... at Poisson times, ``rate`` a second."""
     rng = random.Random(7)
@@ -77,20 +65,13 @@ def _steady(rate: float, seconds: float, act: Callable[[int], None]) -> None:
         next_at += rng.expovariate(rate)
 
 
-def _json(conn: http.client.HTTPConnection, method: str, path: str, body: object = None) -> object:
-    data = None if body is None else json.dumps(body)
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    conn.request(method, path, data, headers)
-    return json.loads(conn.getresponse().read())
-
-
 def caxton(
     workdir: Path, n: int, rate: float, seconds: float, key: str | None = None
 ) -> tuple[list[float], int]:
     base = find_base_port(n, offsets=(0, RPC_OFFSET, HTTP_OFFSET))
     driver = CaxtonDriver(workdir, base, key)
     try:
-        _start(driver, n)
+        start_cluster(driver, n)
         names = [driver.node_name(i) for i in range(n)]
         seen: list[dict[str, list[tuple[int, float]]]] = [{m: [] for m in names} for _ in names]
         stop = threading.Event()
@@ -98,7 +79,7 @@ def caxton(
         def poll(i: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", driver.http_port(i), timeout=5)
             while not stop.is_set():
-                heads = _json(conn, "GET", "/registry/digest")["heads"]  # type: ignore[index]
+                heads = request_json(conn, "GET", "/registry/digest")["heads"]  # type: ignore[index]
                 stamp = time.monotonic()
                 for owner, version in heads.items():
                     history = seen[i][owner]
@@ -118,9 +99,9 @@ def caxton(
 
         def register(k: int) -> None:
             i = rng.randrange(n)
-            _json(writers[i], "PUT", f"/agents/spread-{k}", {"capabilities": ["bench"]})
+            request_json(writers[i], "PUT", f"/agents/spread-{k}", {"capabilities": ["bench"]})
             stamp = time.monotonic()
-            heads = _json(writers[i], "GET", "/registry/digest")["heads"]  # type: ignore[index]
+            heads = request_json(writers[i], "GET", "/registry/digest")["heads"]  # type: ignore[index]
             acked.append((i, heads[names[i]], stamp))
 
         _steady(rate, seconds, register)
@@ -150,7 +131,7 @@ def serf(
     base = find_base_port(n, offsets=(0, RPC_OFFSET))
     driver = SerfDriver(workdir, base, key)
     try:
-        _start(driver, n)
+        start_cluster(driver, n)
         arrivals: list[dict[int, float]] = [{} for _ in range(n)]
         streams = [SerfRPC(driver.rpc_port(i), timeout=None) for i in range(n)]
         for rpc in streams:  # subscribed before the first event

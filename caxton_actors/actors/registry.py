@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import gevent.event
 import gevent.queue
@@ -61,6 +61,7 @@ from caxton_actors.registry.store import (
     Written,
 )
 from caxton_actors.runtime.actor import Request
+from caxton_actors.runtime.threads import run_in
 from caxton_actors.runtime.timer import Alarm
 
 log = logging.getLogger(__name__)
@@ -339,13 +340,6 @@ class _Sweep:
     """The actor's own housekeeping, at its alarm (see ``_arm_sweep``)."""
 
 
-def _captured(call: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
-    try:
-        return True, call(*args)
-    except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
-        return False, exc
-
-
 class RegistryActor(StageActor):
     """Opens (and migrates) the file when built, so a bad file fails start-up loudly;
     the registry stage then starts from what the file kept.
@@ -543,13 +537,8 @@ class RegistryActor(StageActor):
         return results[0]
 
     def _in_worker(self, call: Callable[..., T], *args: Any) -> T:
-        """``call(*args)`` on the database thread; its exception raised here (gevent's pool
-        would print the traceback of any exception a task raises: a hundred lines for a
-        database that cannot be opened)."""
-        ok, value = self._worker.apply(_captured, (call, args))
-        if not ok:
-            raise value
-        return cast(T, value)
+        """``call(*args)`` on the database thread; its exception raised here."""
+        return run_in(self._worker, call, *args)
 
     def _run(self, requests: list[RegistryRequest[Any]]) -> list[Any]:
         """Commit the batch; then enter this node's own changes in the replica."""

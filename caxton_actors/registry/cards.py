@@ -15,6 +15,7 @@ The SDK costs about 180 ms of imports, so only ``validate`` imports it, on first
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,10 @@ class CardTerms:
     name: str
     skills: tuple[str, ...]
     tags: tuple[str, ...]
-    words: frozenset[str]
+    words: tuple[str, ...]
+    """Distinct, in a tuple (a fifth of a set's size), each string interned: one copy of a
+    word for the whole registry. A replica of 10,000 cards of 1.7 KiB grew by 6.4 KiB an
+    agent beyond the cards' text with sets of fresh strings, and grows by 2.2 KiB."""
 
     def capabilities(self) -> tuple[str, ...]:
         """Skill ids then tags, as capabilities for a PUT that gives none: each made to fit
@@ -73,7 +77,7 @@ class CardTerms:
         return tuple(found)
 
 
-NO_TERMS = CardTerms("", (), (), frozenset())
+NO_TERMS = CardTerms("", (), (), ())
 """An agent without a card."""
 
 
@@ -87,7 +91,7 @@ def words(text: str) -> list[str]:
     for match in _WORD.finditer(text.lower()):
         word = match.group()
         if 1 < len(word) <= MAX_TERM_LENGTH:
-            found[word] = None
+            found[sys.intern(word)] = None
             if len(found) == MAX_WORDS:
                 break
     return list(found)
@@ -155,7 +159,7 @@ def _read(data: dict[str, Any]) -> CardTerms:
             raise CardError(f"{path}.tags", "must be a list of at least one tag")
         for j, tag in enumerate(skill_tags):
             tags[_term(tag, f"{path}.tags[{j}]")] = None
-    return CardTerms(name, tuple(ids), tuple(tags), frozenset(words(f"{name} {description}")))
+    return CardTerms(name, tuple(ids), tuple(tags), tuple(words(f"{name} {description}")))
 
 
 def _string(data: dict[str, Any], key: str, path: str) -> str:
@@ -170,7 +174,7 @@ def _term(value: object, path: str) -> str:
         raise CardError(path, "must be a string")
     if not 1 <= len(value) <= MAX_TERM_LENGTH:
         raise CardError(path, f"must be 1 to {MAX_TERM_LENGTH} characters")
-    return value
+    return sys.intern(value)  # skill ids and tags repeat across agents: one copy each
 
 
 def _check_with_sdk(text: str, data: dict[str, Any]) -> None:

@@ -544,7 +544,8 @@ class Replica:
         walk, others = lists[0], lists[1:]
         start = 0 if cursor is None else bisect.bisect_right(walk, cursor)
         page: list[AgentRecord] = []
-        for agent_id in walk[start:]:
+        for i in range(start, len(walk)):  # not walk[start:]: a copy of all that follows
+            agent_id = walk[i]
             if not all(_holds(ids, agent_id) for ids in others):
                 continue
             claims = self._claims[key_of(query.scope, agent_id)]

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import gevent
@@ -23,6 +23,7 @@ import gevent.threadpool
 import ujson
 
 from caxton_actors import metrics
+from caxton_actors.runtime.threads import captured
 from caxton_actors.state.contract import StateError, StateTool, Tool
 from caxton_actors.state.specs import ToolSpec, check_inline, parse_tool_spec, scrub
 
@@ -38,13 +39,6 @@ log = logging.getLogger(__name__)
 CALLER_FAULTS = ("bad_key", "bad_value")
 # Keys of a batch named in a failure's log line; the rest are counted.
 LOGGED_KEYS = 3
-
-
-def _captured(call: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
-    try:
-        return True, call(*args)
-    except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
-        return False, exc
 
 
 def _tool_named(binding: str) -> str:
@@ -181,8 +175,8 @@ class StateService:
                 "not finished; try again later",
             )
         self._busy[spec] += 1
-        # Captured, not raised on the thread: gevent's pool would print the traceback.
-        running = self._pool.spawn(_captured, self._run, spec, operation, args)
+        # Captured, not raised on the thread (runtime/threads.py).
+        running = self._pool.spawn(captured, self._run, spec, operation, args)
         running.rawlink(lambda _: self._done(spec))  # when the thread ends, not the wait
         try:
             ok, value = running.get(timeout=self.timeout)
