@@ -111,7 +111,7 @@ def _agents_arguments(agents: argparse.ArgumentParser) -> None:
         "--watch",
         action="store_true",
         help="print the agents, then each change as it happens, until interrupted; "
-        "reconnects when the connection drops (not with --q or --local)",
+        "reconnects when the connection drops (not with --local)",
     )
     agents.add_argument(
         "--json", action="store_true", help="one JSON object per agent, or per event with --watch"
@@ -198,9 +198,8 @@ def _client(args: argparse.Namespace) -> int:
         print(f"caxton-actors {args.command}: --http {exc}", file=sys.stderr)
         return EXIT_CONFIG
     watch = getattr(args, "watch", False)
-    if watch and (args.q is not None or args.local):
-        # /agents/watch filters by scope, capability, skill and tag only.
-        print("caxton-actors agents: --watch takes neither --q nor --local", file=sys.stderr)
+    if watch and args.local:  # a watch follows the whole cluster's agents
+        print("caxton-actors agents: --watch does not take --local", file=sys.stderr)
         return EXIT_CONFIG
     filters = ("scope", "capability", "skill", "tag", "q", "local")
     return client.run(

@@ -2,8 +2,9 @@
 
 An LLM agent finds its peers with two tools, ``find_agents`` and ``get_agent_card``,
 each one read of a running node's HTTP API (the CLI's client: address, token, CA).
-The node judges every filter and id; this server only bounds what it forwards and
-percent-encodes it, so that no argument can reach another route or parameter. A
+The node judges every filter; this server bounds what it forwards, checks what goes into
+a path (an id, a scope) and percent-encodes the rest, so that no argument can reach
+another route or parameter. A
 refusal by the node, or a node that does not answer, is a tool error carrying the
 node's own description (``401: ...``, ``404: ...``).
 
@@ -21,20 +22,17 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from caxton_actors.client import Api, ApiError, request
+from caxton_actors.registry.records import DEFAULT_SCOPE, ID_PATTERN
 
 HTTP_PATH = "/mcp"
-DEFAULT_SCOPE = "default"
 MAX_LIMIT = 1000  # the node's largest page
-# Ids, scopes and capabilities are at most 64 characters, tags and text a few words: 256
-# is more than any real filter, and keeps a hostile argument from growing the URL.
+# Tags and text are a few words: 256 characters is more than any real filter, and keeps a
+# hostile argument from growing the URL.
 Filter = Annotated[str | None, Field(max_length=256)]
-Name = Annotated[str, Field(min_length=1, max_length=256)]
-
-
-def _segment(value: str) -> str:
-    """One path segment that stays one: ``/`` and ``.`` encoded too, so ``..`` cannot climb
-    to another route (the node decodes it back and judges it as an id)."""
-    return urllib.parse.quote(value, safe="").replace(".", "%2E")
+# An id goes into the path: checked here, as the node's server decodes %2F back to "/"
+# before routing, so "x/state/k" would reach another route.
+AgentId = Annotated[str, Field(pattern=ID_PATTERN, max_length=128)]
+Scope = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 
 
 def _query(**params: str | int | None) -> str:
@@ -64,7 +62,7 @@ def build_server(api: Api) -> MCPServer:
         skill: Filter = None,
         tag: Filter = None,
         text: Filter = None,
-        scope: Name = DEFAULT_SCOPE,
+        scope: Scope = DEFAULT_SCOPE,
         limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = 50,
     ) -> dict[str, Any]:
         """The agents that match every filter given: a capability, an A2A skill id, a
@@ -77,9 +75,9 @@ def build_server(api: Api) -> MCPServer:
         return {"agents": page["agents"], "more": page["next"] is not None}
 
     @server.tool()
-    async def get_agent_card(agent_id: Name, scope: Name = DEFAULT_SCOPE) -> dict[str, Any]:
+    async def get_agent_card(agent_id: AgentId, scope: Scope = DEFAULT_SCOPE) -> dict[str, Any]:
         """The agent's A2A AgentCard, as it was registered: how to reach it, its skills."""
-        path = f"/agents/{_segment(agent_id)}/.well-known/agent-card.json"
+        path = f"/agents/{agent_id}/.well-known/agent-card.json"
         card = await get(path + _query(scope=scope))
         if not isinstance(card, dict):
             raise ToolError(f"agent {agent_id}: the node answered no card")

@@ -48,9 +48,10 @@ from caxton_actors.engine.messages import (
 )
 from caxton_actors.engine.registry import RegistryStage
 from caxton_actors.registry import watch
+from caxton_actors.registry.cards import CardTerms
 from caxton_actors.registry.query import Query
 from caxton_actors.registry.records import DEFAULT_SCOPE, AgentRecord, Head, key_of, token
-from caxton_actors.registry.replica import Change
+from caxton_actors.registry.replica import ACTIVE, UNREACHABLE, Change
 from caxton_actors.registry.store import (
     Agent,
     Conversation,
@@ -392,7 +393,8 @@ class RegistryActor(StageActor):
         )
         stage.restore(own_agents, records, heads, clock.monotonic(), clock.wall())
         self._log = watch.Log(uuid.uuid4().hex[:12])
-        self._watchers: dict[gevent.queue.Queue[WatchItem], Query] = {}
+        self._watchers: dict[str, dict[gevent.queue.Queue[WatchItem], Query]] = {}
+        """By scope: a change is tested against its own scope's watchers only."""
         self._waiters: list[tuple[str, int, gevent.event.AsyncResult[bool]]] = []
         self._frozen_at = -FREEZE_GROWTH
         self._resave = False
@@ -409,8 +411,9 @@ class RegistryActor(StageActor):
         self._arm_sweep()
 
     def on_stop(self) -> None:
-        for queue in self._watchers:
-            queue.put(Closed("the node's registry stopped; reconnect"))
+        for watchers in self._watchers.values():
+            for queue in watchers:
+                queue.put(Closed("the node's registry stopped; reconnect"))
         self._watchers.clear()
         self._alarm.cancel()
         self._worker.apply(self._store.close)
@@ -457,7 +460,9 @@ class RegistryActor(StageActor):
             case Watch(query=query, queue=queue, last_id=last_id):
                 return self._watch(query, queue, last_id)
             case Unwatch(queue=queue):
-                self._watchers.pop(queue, None)
+                for scope, watchers in list(self._watchers.items()):
+                    if watchers.pop(queue, None) is not None and not watchers:
+                        del self._watchers[scope]
                 return None
             case Housekeeping():
                 return self._housekeeping()
@@ -572,8 +577,13 @@ class RegistryActor(StageActor):
         for i, (request, result) in enumerate(zip(runnable, results, strict=True)):
             if isinstance(request, PutAgent):
                 record = self._replica.own(request.agent_id, request.scope)
-                assert record is not None  # just registered
-                results[i] = Written(self._agent(record), result.created)
+                if record is None:  # a removal later in the batch: its head is the token
+                    head = self._replica.head(self._replica.name)
+                    results[i] = Written(
+                        dataclasses.replace(result.record, version=head), result.created
+                    )
+                else:
+                    results[i] = Written(self._agent(record), result.created)
             elif isinstance(request, DeleteAgent) and result is not None:
                 results[i] = token(self._replica.name, self._replica.head(self._replica.name))
         self._freeze_if_grown()
@@ -599,9 +609,12 @@ class RegistryActor(StageActor):
                 new.discard(request.key)
         return refused
 
-    def _agent(self, record: AgentRecord, card: bool = True) -> Agent:
+    def _agent(
+        self, record: AgentRecord, card: bool = True, terms: CardTerms | None = None
+    ) -> Agent:
         """The agent as reads show it; ``card``: with its card's text (watch events go
-        without: the log must not keep up to 10,000 old cards alive)."""
+        without: the log must not keep up to 10,000 old cards alive); ``terms``: its card's,
+        if parsed already."""
         replica = self._replica
         return Agent(
             record.agent_id,
@@ -613,7 +626,7 @@ class RegistryActor(StageActor):
             record.scope,
             record.version,
             record.card if card else None,
-            replica.terms(record),
+            replica.terms(record) if terms is None else terms,
         )
 
     # Read-your-writes and watches.
@@ -651,31 +664,37 @@ class RegistryActor(StageActor):
             for event in missed:
                 if (shown := watch.seen(self._log, event, query)) is not None:
                     queue.put(shown)
-            self._watchers[queue] = query
+            self._watchers.setdefault(query.scope, {})[queue] = query
             return None
         records = self._replica.page(query, None, MAX_SNAPSHOT + 1, local=False)
         if len(records) > MAX_SNAPSHOT:
             return len(records)
-        self._watchers[queue] = query
+        self._watchers.setdefault(query.scope, {})[queue] = query
         return Snapshot(self._log.version, tuple(self._agent(r, card=False) for r in records))
 
     def _tell_watchers(self, changes: Sequence[Change]) -> None:
         """Number each change, keep it for resumes, and queue it for whoever watches it."""
         for change in changes:
-            before = None if change.before is None else self._agent(change.before, card=False)
-            after = None if change.after is None else self._agent(change.after, card=False)
+            before = after = None
+            if change.before is not None:
+                before = self._agent(change.before, card=False, terms=change.before_terms)
+            if change.after is not None:
+                after = self._agent(change.after, card=False, terms=change.after_terms)
             if change.before is change.after and before is not None:
                 # Reachability flipped: the status it had is the other one.
-                other = "unreachable" if before.status == "active" else "active"
+                other = UNREACHABLE if before.status == ACTIVE else ACTIVE
                 before = dataclasses.replace(before, status=other)
             event = self._log.append(before, after)
-            for queue, query in list(self._watchers.items()):
+            known = before or after
+            assert known is not None
+            watchers = self._watchers.get(known.scope, {})
+            for queue, query in list(watchers.items()):
                 shown = watch.seen(self._log, event, query)
                 if shown is None:
                     continue
                 if queue.qsize() >= WATCH_BACKLOG:
                     queue.put(Closed(f"too slow: {WATCH_BACKLOG} events were left unread"))
-                    del self._watchers[queue]
+                    del watchers[queue]
                     self._stats.incr(metrics.WATCHES_DROPPED)
                 else:
                     queue.put(shown)

@@ -11,19 +11,22 @@ from typing import Any
 import falcon
 
 from caxton_actors import __version__
+from caxton_actors.actors.registry import MAX_SNAPSHOT
 from caxton_actors.http.media import MAX_BODY_BYTES
 from caxton_actors.http.resources import (
     DEFAULT_PAGE,
-    ID_PATTERN,
+    DEFAULT_WAIT,
     MAX_CAPABILITIES,
     MAX_ID_LENGTH,
     MAX_PAGE,
     MAX_PARTICIPANTS,
     MAX_SEEDS,
+    MAX_SUBSCRIBERS,
     MAX_TTL_SECONDS,
+    MAX_WAIT,
 )
 from caxton_actors.registry.cards import MAX_CARD_BYTES
-from caxton_actors.registry.records import DEFAULT_SCOPE
+from caxton_actors.registry.records import DEFAULT_SCOPE, ID_PATTERN
 from caxton_actors.state.specs import TOOL_KEYS
 
 Json = dict[str, Any]
@@ -37,11 +40,6 @@ _TOKEN: Json = {
     "and its version once it had",
     "examples": ["node-a:1764561234567"],
 }
-# A read that waits for a token: by default and at most, in seconds; a watch node's limits.
-_WAIT_DEFAULT = 2
-_WAIT_MAX = 5
-_MAX_WATCHES = 64
-_MAX_SNAPSHOT = 10_000
 
 
 def _ref(name: str) -> Json:
@@ -119,7 +117,7 @@ _WAITED: Json = {
         "`node C holds node-a up to version X; the token needs Y`"
     ),
 }
-_BAD_WAIT = f"a malformed `after` token, a `timeout` over {_WAIT_MAX}"
+_BAD_WAIT = f"a malformed `after` token, a `timeout` over {MAX_WAIT:g}"
 
 
 def _query(name: str, schema: Json, description: str) -> Json:
@@ -141,7 +139,7 @@ _WAIT: list[Json] = [
     ),
     _query(
         "timeout",
-        {"type": "number", "minimum": 0, "maximum": _WAIT_MAX, "default": _WAIT_DEFAULT},
+        {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "default": DEFAULT_WAIT},
         "Seconds to wait for `after`",
     ),
 ]
@@ -149,6 +147,12 @@ _CARD_FILTERS: list[Json] = [
     _query("capability", _ID, "Only agents with this capability"),
     _query("skill", {"type": "string", "minLength": 1}, "Only agents whose card has this skill id"),
     _query("tag", {"type": "string", "minLength": 1}, "Only agents whose card has this tag"),
+    _query(
+        "q",
+        {"type": "string", "minLength": 1},
+        "Only agents whose card's name and description hold every word given "
+        "(whole words, any case)",
+    ),
 ]
 
 
@@ -425,12 +429,6 @@ PATHS: Json = {
             "parameters": [
                 _IN_SCOPE,
                 *_CARD_FILTERS,
-                _query(
-                    "q",
-                    {"type": "string", "minLength": 1},
-                    "Only agents whose card's name and description hold every word given "
-                    "(whole words, any case)",
-                ),
                 _query("cursor", _ID, "The `next` of the page before"),
                 _query(
                     "limit",
@@ -482,10 +480,10 @@ PATHS: Json = {
                 },
                 "400": _error(
                     f"A bad query parameter, {_BAD_WAIT}, or a snapshot of more than "
-                    f"{_MAX_SNAPSHOT} agents (narrow the filter)"
+                    f"{MAX_SNAPSHOT} agents (narrow the filter)"
                 ),
                 "404": _error(_NOT_SERVED.capitalize()),
-                "503": _error(f"{_MAX_WATCHES} watches are open, the most a node serves"),
+                "503": _error(f"{MAX_SUBSCRIBERS} watches are open, the most a node serves"),
                 **_WAITED,
             },
         }

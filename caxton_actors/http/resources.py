@@ -10,6 +10,7 @@ errors (:class:`ActorUnavailable`, ``StoreUnavailable``, ``StateError``), and
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import socket
 import uuid
@@ -70,7 +71,13 @@ from caxton_actors.http.access import Scope
 from caxton_actors.http.media import read_json_object
 from caxton_actors.registry import cards
 from caxton_actors.registry.query import Query
-from caxton_actors.registry.records import DEFAULT_SCOPE, key_of, parse_token, token
+from caxton_actors.registry.records import (
+    DEFAULT_SCOPE,
+    ID_PATTERN,
+    key_of,
+    parse_token,
+    token,
+)
 from caxton_actors.registry.replica import LIMITS
 from caxton_actors.registry.store import Agent, Conversation, Correlation
 from caxton_actors.registry.watch import Seen
@@ -104,7 +111,6 @@ DEFAULT_WAIT = 2.0
 MAX_WAIT = 5.0
 # The header every agent write answers its read-your-writes token in.
 TOKEN_HEADER = "X-Caxton-Token"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 _ID = re.compile(ID_PATTERN)  # used with fullmatch: a trailing newline does not pass
 
 R = TypeVar("R")
@@ -571,6 +577,8 @@ class AgentResource(Resource):
                 f"{TOKEN_HEADER} (paging takes cursor)"
             )
         wait = req.get_param_as_float("timeout", min_value=0.0, max_value=MAX_WAIT)
+        if wait is not None and not math.isfinite(wait):  # nan passes both bounds
+            raise falcon.HTTPBadRequest(description=f"timeout must be 0 to {MAX_WAIT:g} seconds")
         wait = DEFAULT_WAIT if wait is None else wait
         owner, version = parsed
         waiting = self.registry(AwaitVersion(owner, version))
@@ -942,13 +950,19 @@ class AgentWatch(AgentResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = _query(req, self.actors.scopes)
+        if req.get_param("local") is not None:
+            raise falcon.HTTPBadRequest(
+                description="a watch follows the whole cluster's agents: local is for GET /agents"
+            )
         self.read_after(req)
         _take_slot(self._slots)
         registry = self.actors.registry
         queue: gevent.queue.Queue[WatchItem] = gevent.queue.Queue()
         try:
             start = self.registry(Watch(query, queue, req.get_header("Last-Event-ID")))
-        except BaseException:
+        except BaseException:  # the Watch may still be queued: the Unwatch goes after it
+            with contextlib.suppress(pykka.ActorDeadError):
+                registry.tell(Unwatch(queue))
             self._slots.release()
             raise
         if isinstance(start, int):

@@ -2,11 +2,13 @@
 
 A card is stored and served back as the compact JSON text it was registered as, so
 ``validate`` judges that very text with the official SDK's own card parser, the one
-``A2ACardResolver`` runs on a fetched card: a card this node serves is one the resolver
-can read. That parser also takes the A2A 0.3 shape (``url``, ``preferredTransport``,
-``additionalInterfaces``) and maps it onto 1.0's ``supportedInterfaces``, so both shapes
-are accepted. Protobuf parsing checks types but not the fields the spec marks REQUIRED;
-the SDK's ``validate_proto_required_fields`` adds those.
+``A2ACardResolver`` runs on a fetched card: a card registered on any node is one the
+resolver can read (a card that arrives by gossip was validated by its owner; here it is
+only read for its terms, as untrusted text). That parser also takes the A2A 0.3 shape
+(``url``, ``preferredTransport``, ``additionalInterfaces``) and maps it onto 1.0's
+``supportedInterfaces``, so both shapes are accepted. Protobuf parsing checks types but
+not the fields the spec marks REQUIRED; the SDK's ``validate_proto_required_fields`` adds
+those.
 
 The SDK costs about 180 ms of imports, so only ``validate`` imports it, on first use;
 ``terms`` reads what a peer gossiped with ujson alone and trusts none of it.

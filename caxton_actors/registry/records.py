@@ -10,10 +10,14 @@ whoever told it: ``RegistryPull`` with its own versions, answered by an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 DEFAULT_SCOPE = "default"
 """The scope of an agent registered without one."""
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+"""What an agent id, a capability and a scope may be (ids 1 to 128 characters, scopes 1 to
+64): no ``/``, so ``key_of`` is unambiguous."""
 
 
 def key_of(scope: str, agent_id: str) -> str:
@@ -29,6 +33,10 @@ def split_key(key: str) -> tuple[str, str]:
     return (scope, agent_id) if slash else (DEFAULT_SCOPE, key)
 
 
+_TOKEN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,62}):([1-9][0-9]{0,18})")
+"""A node name, and a version: above 0, within 64 bits (``int`` raises on 4,301 digits)."""
+
+
 def token(owner: str, version: int) -> str:
     """A read-your-writes token: a read given it waits until its node has merged
     ``owner`` up to ``version``."""
@@ -36,14 +44,9 @@ def token(owner: str, version: int) -> str:
 
 
 def parse_token(text: str) -> tuple[str, int] | None:
-    """(owner, version) of a :func:`token`, or None when ``text`` is not one (a version is
-    an int64: a longer one would make ``?after=`` a 500 instead of a 400)."""
-    owner, colon, version = text.rpartition(":")
-    if not colon or not owner or not version.isascii() or not version.isdigit():
-        return None
-    if len(version) > 19:  # past int64, and ``int`` raises on a string of 4,301 digits
-        return None
-    return owner, int(version)
+    """(owner, version) of a :func:`token`, or None when ``text`` is not one."""
+    found = _TOKEN.fullmatch(text)
+    return None if found is None else (found[1], int(found[2]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,7 @@ UNREACHABLE = "unreachable"
 class Limits:
     max_id_length: int = 128
     max_scope_length: int = 64
-    max_capabilities: int = 64
+    max_capabilities: int = cards.MAX_CAPABILITIES
     max_agents_per_node: int = 100_000
 
 
@@ -118,6 +118,10 @@ class Change:
 
     before: AgentRecord | None
     after: AgentRecord | None
+    before_terms: cards.CardTerms = field(default=cards.NO_TERMS, compare=False)
+    after_terms: cards.CardTerms = field(default=cards.NO_TERMS, compare=False)
+    """Their cards' terms, parsed already: a watch needs them, and the old card is no
+    longer the newest claim's, whose terms alone are kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +449,8 @@ class Replica:
         owner = self._owners.get(name)
         for key, record in owner.records.items() if owner is not None else ():
             if not record.deleted and _newest(self._claims[key]) is record:
-                self._changes.append(Change(record, record))
+                terms = self.terms(record)
+                self._changes.append(Change(record, record, terms, terms))
 
     def next_deadline(self) -> float:
         """When :meth:`expire` next has work (infinity: never, as things stand)."""
@@ -522,26 +527,18 @@ class Replica:
 
     def page(self, query: Query, cursor: str | None, limit: int, local: bool) -> list[AgentRecord]:
         """Agents of ``query.scope`` that match it, in id order after ``cursor``;
-        ``local``: this node's own only.
+        ``local``: this node's own claims only.
 
         Each term of the query has a sorted list of ids: the shortest is walked, the others
         are looked up in by bisection, so a page costs its length (times the lists' log),
-        not the registry's size.
+        not the registry's size. The lists follow the newest claims: a local page walks the
+        scope's ids and tests this node's claim on each.
         """
-        if local:  # the index follows the newest claims only
-            own = self._owners[self.name].records.values()
-            ids = sorted(
-                r.agent_id
-                for r in own
-                if not r.deleted and query.matches(r.scope, r.capabilities, self.terms(r))
-            )
-            lists = [ids]
-        else:
-            lists = [self._index.get((query.scope, k, t), []) for k, t in query.terms()]
-            lists.sort(key=len)
-            if not lists:
-                lists = [self._ids.get(query.scope, [])]
-        walk, others = lists[0], lists[1:]
+        lists = (
+            [] if local else [self._index.get((query.scope, k, t), []) for k, t in query.terms()]
+        )
+        lists.sort(key=len)
+        walk, others = (lists[0], lists[1:]) if lists else (self._ids.get(query.scope, []), [])
         start = 0 if cursor is None else bisect.bisect_right(walk, cursor)
         page: list[AgentRecord] = []
         for i in range(start, len(walk)):  # not walk[start:]: a copy of all that follows
@@ -549,11 +546,17 @@ class Replica:
             if not all(_holds(ids, agent_id) for ids in others):
                 continue
             claims = self._claims[key_of(query.scope, agent_id)]
-            record = claims.get(self.name) if local else _newest(claims)
-            if record is not None:
-                page.append(record)
-                if len(page) == limit:
-                    break
+            if local:
+                record = claims.get(self.name)
+                if record is None or not query.matches(
+                    record.scope, record.capabilities, self.terms(record)
+                ):
+                    continue
+            else:
+                record = _newest(claims)
+            page.append(record)
+            if len(page) == limit:
+                break
         return page
 
     def count(self, scope: str | None = None) -> int:
@@ -652,12 +655,15 @@ class Replica:
         known = before or after
         assert known is not None
         scope, agent_id, key = known.scope, known.agent_id, known.key
-        old = self._entries(before)
+        before_terms = cards.NO_TERMS if before is None else self.terms(before)
+        old = _entries(before, before_terms)
+        after_terms = cards.NO_TERMS
         if after is not None and after.card is not None:
-            self._terms[key] = (after, terms or cards.terms(after.card))
+            after_terms = terms or cards.terms(after.card)
+            self._terms[key] = (after, after_terms)
         else:
             self._terms.pop(key, None)
-        new = self._entries(after)
+        new = _entries(after, after_terms)
         for entry in old - new:
             ids = self._index[(scope, *entry)]
             del ids[bisect.bisect_left(ids, agent_id)]
@@ -665,25 +671,25 @@ class Replica:
                 del self._index[(scope, *entry)]
         for entry in new - old:
             bisect.insort(self._index.setdefault((scope, *entry), []), agent_id)
-        self._changes.append(Change(before, after))
-
-    def _entries(self, record: AgentRecord | None) -> set[tuple[str, str]]:
-        """(kind, term) of every index the record belongs in."""
-        if record is None:
-            return set()
-        found = self.terms(record)
-        capability, skill, tag, word = INDEXED
-        return (
-            {(capability, c) for c in record.capabilities}
-            | {(skill, s) for s in found.skills}
-            | {(tag, t) for t in found.tags}
-            | {(word, w) for w in found.words}
-        )
+        self._changes.append(Change(before, after, before_terms, after_terms))
 
 
 def _ceiling(wall: float) -> int:
     """The highest version or change time (in ms) believed of any owner at ``wall``."""
     return int((wall + MAX_CLOCK_SKEW) * 1000)
+
+
+def _entries(record: AgentRecord | None, terms: cards.CardTerms) -> set[tuple[str, str]]:
+    """(kind, term) of every index the record belongs in."""
+    if record is None:
+        return set()
+    capability, skill, tag, word = INDEXED
+    return (
+        {(capability, c) for c in record.capabilities}
+        | {(skill, s) for s in terms.skills}
+        | {(tag, t) for t in terms.tags}
+        | {(word, w) for w in terms.words}
+    )
 
 
 def _holds(ids: list[str], agent_id: str) -> bool:

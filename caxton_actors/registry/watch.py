@@ -9,13 +9,16 @@ client that resumes on another node, or after a restart, is given a fresh snapsh
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 
+from caxton_actors.registry import replica
 from caxton_actors.registry.query import Query
 from caxton_actors.registry.store import Agent
 
 ADDED, UPDATED, UNREACHABLE, REMOVED = "added", "updated", "unreachable", "removed"
+_SEQ = re.compile(r"[0-9]{1,19}")  # ASCII: str.isdigit() takes "²", which int() does not
 # Events kept for watchers that reconnect: one further behind gets a fresh snapshot.
 LOG_SIZE = 10_000
 
@@ -55,7 +58,7 @@ class Log:
             kind = ADDED
         elif after is None:
             kind = REMOVED
-        elif after.status != before.status and after.status == "unreachable":
+        elif after.status != before.status and after.status == replica.UNREACHABLE:
             kind = UNREACHABLE
         else:
             kind = UPDATED
@@ -68,13 +71,14 @@ class Log:
         """The events after ``last_id``, or None when it is not from this log or too old."""
         if last_id is None:
             return None
-        epoch, _, seq = last_id.rpartition("-")
-        if epoch != self.epoch or not seq.isdigit() or int(seq) > self.seq:
+        epoch, _, text = last_id.rpartition("-")
+        if epoch != self.epoch or not _SEQ.fullmatch(text) or int(text) > self.seq:
             return None
+        seq = int(text)
         first = self._events[0].seq if self._events else self.seq + 1
-        if int(seq) + 1 < first:
+        if seq + 1 < first:
             return None
-        return [e for e in self._events if e.seq > int(seq)]
+        return [e for e in self._events if e.seq > seq]
 
     def event_id(self, event: Event) -> str:
         return f"{self.epoch}-{event.seq}"

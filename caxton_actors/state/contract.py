@@ -2,7 +2,8 @@
 
 Caxton keeps no agent state itself; an agent may name a state tool, and every call
 goes through :class:`StateTool`, which scopes each key to its agent (``agent:{id}/``,
-the seed's prefix) before a backend sees it: one agent can never name another's keys.
+the seed's prefix; ``scope:{scope}/agent:{id}/`` in a named registry scope) before a
+backend sees it: one agent can never name another's keys.
 A key is segments joined by ``/`` (Caxton's conventions: ``checkpoints/{agent}/latest``,
 ``checkpoints/{agent}/v{n}``, ``conversations/{id}/messages/{i}``); each segment is
 letters, digits and ``._:@-``, never ``.`` or ``..``, so a key maps safely to a path.
@@ -24,6 +25,9 @@ MAX_KEY_LENGTH = 512
 MAX_VALUE_BYTES = 1024 * 1024
 MAX_BATCH = 100
 _SEGMENT = re.compile(r"[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,127}")
+# An agent's id, or its registry key in a named scope (``records.key_of``): what a tool's
+# client (the node, or whoever calls ``state-tool serve``) may name.
+_AGENT = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}/)?[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 
 TOOL_TYPES = ("filesystem", "redis", "postgres", "s3", "mcp")
 TOOL_KINDS = ("bad_key", "bad_value", "unavailable", "backend", "timeout")
@@ -80,9 +84,12 @@ def encode_value(value: Json) -> bytes:
 
 def scope(agent_id: str) -> str:
     """The prefix of an agent's keys: ``agent:ID/``, or ``scope:SCOPE/agent:ID/`` for an
-    agent of a named registry scope (its id here is its registry key, ``SCOPE/ID``). No
-    agent's prefix begins another's, though keys may hold ``/``: agent ``team`` cannot
-    reach the keys of agent ``x`` of scope ``team``."""
+    agent of a named registry scope (its id here is its registry key, ``SCOPE/ID``). For
+    valid ids and scopes (no ``/`` in either) no agent's prefix begins another's, though
+    keys may hold ``/``: agent ``team`` cannot reach the keys of agent ``x`` of scope
+    ``team``."""
+    if not isinstance(agent_id, str) or not _AGENT.fullmatch(agent_id):
+        raise StateError("bad_key", f"{agent_id!r} is not an agent id (or scope/id)")
     registry_scope, slash, name = agent_id.rpartition("/")
     return f"scope:{registry_scope}/agent:{name}/" if slash else f"agent:{agent_id}/"
 

@@ -77,11 +77,14 @@ class Nack:
 
 @dataclass(frozen=True, slots=True)
 class PingReq:
-    """Ping ``target`` for me. The helper pings the address its own table has for it:
-    an address in a packet would let anyone aim this node's pings anywhere."""
+    """Ping ``target`` for me, at ``addr``, where I have it. The helper pings the address
+    its own table has for it, and only when that is ``addr``: a packet cannot aim its pings
+    anywhere else, and a member that came back at a new address cannot vouch for the old
+    one (the asker, missing its leave, would keep a dead address alive for good)."""
 
     seq: int
     target: str
+    addr: Address
 
 
 @dataclass(frozen=True, slots=True)

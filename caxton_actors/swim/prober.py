@@ -111,9 +111,9 @@ class Prober:
         match message:
             case Ping(seq=seq, target=target):
                 return [Send(sender, Ack(seq))] if target == self.name else []
-            case PingReq(seq=seq, target=target):
+            case PingReq(seq=seq, target=target, addr=addr):
                 known = self._targets.get(target)
-                if known is None:  # not a member we know is up: nothing to ping
+                if known is None or known.addr != addr:  # not up, or not there: none to ping
                     return [Send(sender, Nack(seq))]
                 if len(self._relays) >= MAX_RELAYS:
                     return [Ignored("too_many_relays")]
@@ -190,7 +190,7 @@ class Prober:
         ]
         chosen = self._rng.sample(helpers, min(self.timing.indirect_checks, len(helpers)))
         probe.nacks_expected = len(chosen)
-        request = PingReq(probe.seq, probe.target.name)
+        request = PingReq(probe.seq, probe.target.name, probe.target.addr)
         return [Send(helper.addr, request) for helper in chosen]
 
     def _fail(self, probe: _Probe) -> list[Effect]:

@@ -100,7 +100,7 @@ class MessageType(IntEnum):
     PING = 1  # [seq, target]
     ACK = 2  # [seq]
     NACK = 3  # [seq]
-    PING_REQ = 4  # [seq, target]
+    PING_REQ = 4  # [seq, target, [ip, port]]
     GOSSIP = 5  # []: only the updates and heads it carries
     STATE_SYNC = 6  # [[[name, [ip, port], incarnation, state, {meta}], ...], reply]
     REGISTRY_PULL = 7  # [[[owner, version], ...]]
@@ -151,8 +151,8 @@ def _payload(message: WireMessage) -> tuple[MessageType, list[Any]]:
             return MessageType.ACK, [seq]
         case Nack(seq=seq):
             return MessageType.NACK, [seq]
-        case PingReq(seq=seq, target=target):
-            return MessageType.PING_REQ, [seq, target]
+        case PingReq(seq=seq, target=target, addr=addr):
+            return MessageType.PING_REQ, [seq, target, _addr(addr)]
         case Gossip():
             return MessageType.GOSSIP, []
         case StateSync(members=members, reply=reply):
@@ -238,9 +238,21 @@ def _flag(value: Any, where: str) -> bool:
 
 
 def _text(value: Any, most: int, where: str) -> str:
-    if not isinstance(value, str) or len(value) > most:
+    if not isinstance(value, str) or len(value) > most or not _utf8(value):
         raise DecodeError("bad_field", where)
     return value
+
+
+def _utf8(value: str) -> bool:
+    """JSON's ``\\ud800`` escapes decode to a lone surrogate, which no UTF-8 encoder (nor
+    SQLite) takes: text that holds one is refused here, not found later in the registry."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _name(value: Any, where: str) -> str:
@@ -252,7 +264,7 @@ def _name(value: Any, where: str) -> str:
 
 
 def _agent_text(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_AGENT_TEXT:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_AGENT_TEXT or not _utf8(value):
         raise DecodeError("bad_field", where)
     return value
 
@@ -393,8 +405,10 @@ _MESSAGES: dict[MessageType, tuple[int, Callable[..., WireMessage]]] = {
     MessageType.ACK: (1, lambda seq: Ack(_number(seq, "ack"))),
     MessageType.NACK: (1, lambda seq: Nack(_number(seq, "nack"))),
     MessageType.PING_REQ: (
-        2,
-        lambda seq, target: PingReq(_number(seq, "ping_req"), _name(target, "ping_req")),
+        3,
+        lambda seq, target, addr: PingReq(
+            _number(seq, "ping_req"), _name(target, "ping_req"), _parse_addr(addr, "ping_req")
+        ),
     ),
     MessageType.GOSSIP: (0, Gossip),
     MessageType.STATE_SYNC: (2, _parse_sync),

@@ -218,6 +218,9 @@ def test_out_of_bounds_arguments_are_errors(target: Target) -> None:
                 ("get_agent_card", {"agent_id": "../../health"}),
                 ("get_agent_card", {"agent_id": ".."}),
                 ("get_agent_card", {"agent_id": ""}),
+                # The node's server decodes %2F before routing: the state of agent x.
+                ("get_agent_card", {"agent_id": "x/state/notes"}),
+                ("get_agent_card", {"agent_id": "recipes", "scope": "a/b"}),
                 ("find_agents", {"limit": 0}),
                 ("find_agents", {"limit": 1001}),
                 ("find_agents", {"text": "x" * 257}),

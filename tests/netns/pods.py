@@ -413,8 +413,15 @@ def sweep_stale() -> None:
 # -- what the scenarios look at -----------------------------------------------------------
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, poll: float = 0.1) -> float:
-    """Seconds until ``check()`` held; an error naming ``what`` past ``timeout``."""
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    poll: float = 0.1,
+    explain: Callable[[], object] | None = None,
+) -> float:
+    """Seconds until ``check()`` held; past ``timeout``, an error naming ``what`` and, when
+    given, what ``explain()`` says is still wrong."""
     began = time.monotonic()
     while True:
         try:
@@ -423,24 +430,38 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, poll: float
         except (OSError, AssertionError, ValueError):
             pass  # a node restarting, a reply cut short: ask again
         if time.monotonic() - began > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
+            still = f"; still: {_explained(explain)}" if explain is not None else ""
+            raise AssertionError(f"not within {timeout}s: {what}{still}")
         time.sleep(poll)
+
+
+def _explained(explain: Callable[[], object]) -> object:
+    try:
+        return explain()
+    except (OSError, AssertionError, ValueError) as exc:
+        return f"(cannot tell: {exc})"
+
+
+def view_gaps(observers: Iterable[Pod], expected: Iterable[Pod]) -> list[str]:
+    """How each observer's member list differs from the expected pods, alive at their
+    current addresses: empty when every view is whole."""
+    want = {p.name: (p.gossip_address, f"{p.ip}:{HTTP_PORT}") for p in expected}
+    gaps = []
+    for observer in observers:
+        members = observer.members()
+        for name in sorted(set(members) ^ set(want)):
+            gaps.append(f"{observer.name} {'lists' if name in members else 'lacks'} {name}")
+        for name, (gossip, http_address) in want.items():
+            member = members.get(name)
+            seen = member and (member["state"], member["address"], member["http_address"])
+            if member is not None and seen != ("alive", gossip, http_address):
+                gaps.append(f"{observer.name} sees {name} as {seen}")
+    return gaps
 
 
 def view_whole(observers: Iterable[Pod], expected: Iterable[Pod]) -> bool:
     """Each observer lists exactly the expected pods, alive, at their current addresses."""
-    want = {p.name: (p.gossip_address, f"{p.ip}:{HTTP_PORT}") for p in expected}
-    for observer in observers:
-        members = observer.members()
-        if set(members) != set(want):
-            return False
-        for name, (gossip, http_address) in want.items():
-            member = members[name]
-            if member["state"] != "alive" or member["address"] != gossip:
-                return False
-            if member["http_address"] != http_address:
-                return False
-    return True
+    return not view_gaps(observers, expected)
 
 
 def sees(observer: Pod, names: Iterable[str], state: str) -> bool:
@@ -493,6 +514,34 @@ def register(pod: Pod, agent_id: str) -> bool:
 
 
 _TRANSITION = re.compile(r"member (\S+) (\w+) -> (\w+) \(incarnation")
+
+
+def missed_goodbyes(network: PodNetwork) -> tuple[list[str], list[str]]:
+    """Each ``dead`` in any pod's log, split in two: a member whose goodbye that pod never
+    logged (no ``-> left`` since it last came alive there) and that came back alive there
+    later, at its new address (a restarted pod, whose old address did stop); and every
+    other death: a live node declared dead."""
+    missed: list[str] = []
+    unexplained: list[str] = []
+    for log_path in sorted(network.workdir.glob("*.log")):
+        observer = log_path.stem.rsplit("-", 1)[0]
+        seen = [
+            (m[1], m[2], m[3])
+            for line in log_path.read_text(errors="replace").splitlines()
+            if (m := _TRANSITION.search(line))
+        ]
+        for i, (member, before, after) in enumerate(seen):
+            if after != "dead":
+                continue
+            shown = f"{observer} ({log_path.name}): {member} {before} -> dead"
+            back = any(m == member and to == "alive" for m, _, to in seen[i + 1 :])
+            last_life = max(
+                (j for j, (m, _, to) in enumerate(seen[:i]) if m == member and to == "alive"),
+                default=-1,
+            )
+            said = any(m == member and to == "left" for m, _, to in seen[last_life + 1 : i])
+            (missed if back and not said else unexplained).append(shown)
+    return missed, unexplained
 
 
 def transitions(network: PodNetwork, to: str) -> list[str]:

@@ -15,11 +15,13 @@ from tests.netns.pods import (
     Pod,
     PodNetwork,
     digests_equal,
+    missed_goodbyes,
     pod_name,
     register,
     routes_correct,
     sees,
     transitions,
+    view_gaps,
     view_whole,
     wait_until,
 )
@@ -137,6 +139,10 @@ class RollingResult:
     final_s: float = 0.0
     """After the last restart, until every acknowledged agent routes right everywhere."""
     dead: list[str] = field(default_factory=list)
+    """Live nodes some pod declared dead."""
+    missed_goodbyes: list[str] = field(default_factory=list)
+    """Restarted pods declared dead at the address they left, by a pod that never got
+    their goodbye, before it took their new address."""
     suspect: list[str] = field(default_factory=list)
 
 
@@ -155,7 +161,7 @@ def rolling_restart(network: PodNetwork) -> RollingResult:
     result.acknowledged = {**owners, **writer.snapshot()}
     result.refused = writer.refused
     result.final_s = wait_routes(network, result.acknowledged, "every agent routed right")
-    result.dead = transitions(network, "dead")
+    result.missed_goodbyes, result.dead = missed_goodbyes(network)
     result.suspect = transitions(network, "suspect")
     return result
 
@@ -173,6 +179,7 @@ def _restart(network: PodNetwork, name: str, acknowledged: dict[str, str]) -> Re
         lambda: view_whole(everyone, everyone),
         CONVERGE_TIMEOUT,
         f"every view whole after {name} restarted",
+        explain=lambda: view_gaps(everyone, everyone),
     )
     whole_s = time.monotonic() - pod.started_at
     outage_s = time.monotonic() - term

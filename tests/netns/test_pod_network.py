@@ -48,8 +48,12 @@ def test_rolling_restart_loses_no_agent_and_no_live_node_is_dead(
     for restart in result.restarts:
         assert restart.new_ip != restart.old_ip
         assert restart.whole_s < 40, restart
-    # Every stop was graceful: `left`, never `dead`, on any node, at any moment.
+    # Every stop was graceful: `left`, never `dead`, on any node, at any moment; but a pod
+    # that missed a goodbye (one rolling restart in three or so on a 2-core machine, cause
+    # not found) declares the address that was left dead before it takes the new one, so a
+    # restarted pod's agents are unreachable there for ~20 s: named, not hidden.
     assert result.dead == []
+    assert len(result.missed_goodbyes) <= 2, result.missed_goodbyes
     pods = network.running()
     assert len(pods) == SIZE
     wrong = {p.name: missing_or_wrong(p, result.acknowledged, network.pods) for p in pods}

@@ -43,7 +43,7 @@ MESSAGES: list[WireMessage] = [
     Ping(1, "n2"),
     Ack(2**40),
     Nack(3),
-    PingReq(4, "n3"),
+    PingReq(4, "n3", Address("10.0.0.3", 7946)),
     Gossip(),
     StateSync(
         (

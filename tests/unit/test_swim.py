@@ -186,18 +186,26 @@ def test_silent_target_gets_indirect_probes_then_fails() -> None:
 
 def test_a_helper_relays_the_ack_or_says_nack() -> None:
     prober = _prober()
-    [ping] = prober.on_message(0.0, A, PingReq(77, "b"))
+    [ping] = prober.on_message(0.0, A, PingReq(77, "b", B))
     assert isinstance(ping, Send)
-    assert ping.to == B  # the address its own table has: a packet names none
+    assert ping.to == B
     assert isinstance(ping.message, Ping)
     assert prober.on_message(0.1, B, Ack(ping.message.seq)) == [Send(A, Ack(77))]
-    prober.on_message(1.0, A, PingReq(78, "c"))
+    prober.on_message(1.0, A, PingReq(78, "c", C))
     assert Send(A, Nack(78)) in prober.tick(1.0 + LAN.probe_timeout)
+
+
+def test_a_helper_pings_only_where_the_asker_has_the_target() -> None:
+    """The asker missed b's leave and holds b at the address it left; b came back elsewhere
+    and the helper knows it there: a relayed ack would keep the dead address alive."""
+    prober = _prober()
+    moved_from = Address("10.9.9.9", 7946)
+    assert prober.on_message(0.0, A, PingReq(79, "b", moved_from)) == [Send(A, Nack(79))]
 
 
 def test_a_helper_asked_for_a_member_it_does_not_know_says_nack_at_once() -> None:
     prober = _prober()
-    assert prober.on_message(0.0, A, PingReq(5, "stranger")) == [Send(A, Nack(5))]
+    assert prober.on_message(0.0, A, PingReq(5, "stranger", B)) == [Send(A, Nack(5))]
 
 
 def test_a_ping_for_someone_else_is_not_acked() -> None:
