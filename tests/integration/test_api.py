@@ -204,6 +204,8 @@ BAD_REQUESTS = [
     ("GET", "/agents?scope=a/b", None, None, 400, "scope must be 1 to 64"),
     ("GET", "/agents?after=planner", None, None, 400, "after must be a token"),
     ("GET", "/agents?after=n1:5&timeout=9", None, None, 400, "timeout"),
+    ("GET", "/agents?after=n1:5&timeout=nan", None, None, 400, "timeout"),  # stopped the hub
+    ("GET", "/agents/watch?local=true", None, None, 400, "local is for GET /agents"),
     ("PUT", "/agents/x", b'{"card": {"name": 1}}', None, 400, "card."),
     ("GET", "/agents?q=a", None, None, 400, "q must hold"),
     ("GET", "/agents/a1/route", None, None, 404, "no agent with id 'a1'"),

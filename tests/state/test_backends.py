@@ -80,6 +80,17 @@ def test_bad_keys_are_refused(tmp_path: Path, key: str) -> None:
     assert not any(tmp_path.rglob("*.json"))
 
 
+@pytest.mark.parametrize("agent_id", ["s/agent:a/b", "s/", "/a", "a b", "", "s/t/u", ".a"])
+def test_what_is_not_an_agent_id_or_scope_and_id_is_refused(tmp_path: Path, agent_id: str) -> None:
+    """A tool's client names an agent; one that is neither ``id`` nor ``scope/id`` could
+    reach into another agent's prefix (``s/agent:a/b`` begins ``scope:s/agent:a/``)."""
+    tool = StateTool(FilesystemBackend(tmp_path / "root"))
+    with pytest.raises(StateError) as caught:
+        tool.store(agent_id, "k", 1)
+    assert caught.value.kind == "bad_key"
+    assert not any(tmp_path.rglob("*.json"))
+
+
 def test_bad_values_are_refused(tmp_path: Path) -> None:
     tool = StateTool(FilesystemBackend(tmp_path / "root"))
     for value in (b"bytes", {1, 2}, "x" * (MAX_VALUE_BYTES + 1)):

@@ -278,3 +278,15 @@ def test_a_hostile_agent_row_is_a_bad_field(row: list[object]) -> None:
     with pytest.raises(DecodeError) as caught:
         decode(_agents(row), "c", MAX_STREAM_MESSAGE)
     assert caught.value.reason == "bad_field"
+
+
+@pytest.mark.parametrize("at", [6, 7], ids=["scope", "card"])
+def test_text_with_a_lone_surrogate_is_a_bad_field(at: int) -> None:
+    """JSON's \\ud800 escape decodes to text no UTF-8 encoder (nor SQLite) takes: refused
+    here, not met later by the registry (it crashed its actor) or the file."""
+    row: list[object] = ["n1", "a", 1, [], 0, False, "team", CARD]
+    row[at] = "MARK"
+    data = _agents(row).replace(b'"MARK"', b'"x\\ud800"')
+    with pytest.raises(DecodeError) as caught:
+        decode(data, "c", MAX_STREAM_MESSAGE)
+    assert caught.value.reason == "bad_field"

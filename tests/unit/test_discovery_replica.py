@@ -51,7 +51,18 @@ def test_a_key_is_the_bare_id_in_the_default_scope_and_splits_back() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["node-a", "node-a:", ":5", "node-a:-5", "node-a:1.5", "node-a:٣", "a:" + "9" * 5000]
+    "text",
+    [
+        "node-a",
+        "node-a:",
+        ":5",
+        "node-a:-5",
+        "node-a:1.5",
+        "node-a:٣",
+        "a:" + "9" * 5000,
+        "node-a:0",
+        "no such node:5",
+    ],
 )
 def test_what_is_not_a_token_parses_to_none(text: str) -> None:
     assert parse_token(text) is None
@@ -302,7 +313,9 @@ def test_a_log_replays_what_followed_an_id_of_its_own() -> None:
     assert log.event_id(events[4]) == "e1-5"
 
 
-@pytest.mark.parametrize("last_id", [None, "e2-4", "e1-1", "e1-6", "e1-x", "e1", "", "e1--1"])
+@pytest.mark.parametrize(
+    "last_id", [None, "e2-4", "e1-1", "e1-6", "e1-x", "e1", "", "e1--1", "e1-²", "e1-" + "9" * 5000]
+)
 def test_a_log_gives_no_replay_for_another_life_too_old_or_the_future(
     last_id: str | None,
 ) -> None:
