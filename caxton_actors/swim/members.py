@@ -238,7 +238,12 @@ class Members:
         self._set(now, replace(me, incarnation=left.incarnation, state=State.LEFT))
         self._queue.push(left)
         self._next_join = None
-        return [MemberChanged(self.me, State.ALIVE), *self._gossip_round(now)]
+        # Every peer at once, not a gossip round's few: a member that misses the goodbye holds
+        # this node alive here until probes fail, and when it comes back at a new address (a
+        # pod rescheduled) refuses that as a clash and declares it dead first. The goodbye
+        # rides each datagram while its transmit budget lasts; the peers spread it on.
+        peers = [Send(member.addr, Gossip()) for member in self.peers()]
+        return [MemberChanged(self.me, State.ALIVE), *peers]
 
     def suspect(self, now: float, name: str, incarnation: int) -> list[Effect]:
         """The prober found ``name`` silent for a whole protocol period."""

@@ -108,6 +108,16 @@ def test_leave_is_left_not_dead() -> None:
     assert event.member.state is State.LEFT
 
 
+def test_a_goodbye_goes_to_every_peer_at_once() -> None:
+    """Not a gossip round's few: a peer left out of it held the node alive at its old
+    address, and declared it dead when it came back at a new one (tests/netns)."""
+    members = Members("a", A, (), 5, LAN, random.Random(1), 0.0)
+    peers = {f"p{i}": Address(f"10.0.1.{i}", 7946) for i in range(LAN.gossip_nodes + 2)}
+    members.apply(0.0, [Alive(name, 1, addr) for name, addr in peers.items()])
+    sent = {e.to for e in members.leave(1.0) if isinstance(e, Send)}
+    assert sent == set(peers.values())
+
+
 def test_confirmations_shrink_the_suspicion_timeout() -> None:
     suspicion = Suspicion(0.0, 5.0, 30.0, expected=2, by="x")
     assert suspicion.deadline == 30.0
