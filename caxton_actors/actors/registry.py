@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import gevent
 import gevent.event
 import gevent.queue
 import gevent.threadpool
@@ -79,6 +80,8 @@ WATCH_BACKLOG = 1_000
 MAX_SNAPSHOT = 10_000
 # Reads waiting for a version (read-your-writes) at once.
 MAX_WAITERS = 10_000
+# Changes told to watchers between two yields of the hub.
+YIELD_EVERY = 1_000
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -610,18 +613,22 @@ class RegistryActor(StageActor):
         return refused
 
     def _agent(
-        self, record: AgentRecord, card: bool = True, terms: CardTerms | None = None
+        self,
+        record: AgentRecord,
+        card: bool = True,
+        terms: CardTerms | None = None,
+        status: str | None = None,
     ) -> Agent:
         """The agent as reads show it; ``card``: with its card's text (watch events go
         without: the log must not keep up to 10,000 old cards alive); ``terms``: its card's,
-        if parsed already."""
+        if parsed already; ``status``: the one it had, if not the one it has."""
         replica = self._replica
         return Agent(
             record.agent_id,
             record.owner,
             record.capabilities,
             record.changed_at,
-            replica.status(record),
+            replica.status(record) if status is None else status,
             f"http://{route}" if (route := replica.routes.get(record.owner)) else None,
             record.scope,
             record.version,
@@ -673,17 +680,27 @@ class RegistryActor(StageActor):
         return Snapshot(self._log.version, tuple(self._agent(r, card=False) for r in records))
 
     def _tell_watchers(self, changes: Sequence[Change]) -> None:
-        """Number each change, keep it for resumes, and queue it for whoever watches it."""
-        for change in changes:
+        """Number each change, keep it for resumes, and queue it for whoever watches it.
+
+        An owner of 100,000 agents that goes down is 100,000 changes, 0.6 s of this on this
+        machine: the hub is let go every ``YIELD_EVERY`` of them, so the other actors (and
+        the probes that keep this node's peers from suspecting it) run meanwhile. This
+        actor's own mailbox waits: its changes stay in order.
+        """
+        for n, change in enumerate(changes, 1):
+            if n % YIELD_EVERY == 0:
+                gevent.sleep(0)
             before = after = None
-            if change.before is not None:
-                before = self._agent(change.before, card=False, terms=change.before_terms)
             if change.after is not None:
                 after = self._agent(change.after, card=False, terms=change.after_terms)
-            if change.before is change.after and before is not None:
-                # Reachability flipped: the status it had is the other one.
-                other = UNREACHABLE if before.status == ACTIVE else ACTIVE
-                before = dataclasses.replace(before, status=other)
+            if change.before is not None:
+                # Both the same record: its reachability flipped, so it had the other status.
+                was = None
+                if change.before is change.after and after is not None:
+                    was = UNREACHABLE if after.status == ACTIVE else ACTIVE
+                before = self._agent(
+                    change.before, card=False, terms=change.before_terms, status=was
+                )
             event = self._log.append(before, after)
             known = before or after
             assert known is not None
